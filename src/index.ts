@@ -1,0 +1,2 @@
+// Public entry point of llm-surgeon-webgpu. Layers: gpu → kernels → model → surgeon → api; io beside.
+export * from './gpu/index';
