@@ -1,11 +1,8 @@
 /** Typed failures of the GPU layer. Each names the problem so callers (and the worker boundary) can act on it. */
 
-export class SurgeonError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+import { SurgeonError } from '../errors';
+
+export { SurgeonError };
 
 /** No WebGPU implementation or no adapter on this machine/browser. */
 export class WebGPUUnavailableError extends SurgeonError {}
