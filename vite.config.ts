@@ -20,6 +20,7 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    reporters: ['default', './test/helpers/summary.ts'],
     env: { VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? swiftshader },
     // One GPU-heavy file at a time: SwiftShader already uses every core.
     fileParallelism: false,

@@ -1,0 +1,97 @@
+/**
+ * Kernel benchmark: matmul, covariance accumulation (gram), Cholesky + inverse.
+ *   node dist-node/kernels.mjs [--quick] [--torch] [--sweep] [--out bench/out/kernels.json]
+ * --quick: small shapes for a CPU/SwiftShader run. --torch: same shapes through PyTorch on this machine
+ * (bench/torch_kernels.py) and ratio = torch_ms / ours_ms. --sweep: every matmul tile variant.
+ */
+import { GpuContext } from '../src/gpu/context';
+import { matmul, MATMUL_VARIANTS } from '../src/kernels/matmul';
+import { gramAccumulate } from '../src/kernels/gram';
+import { spdInverse } from '../src/kernels/spd';
+import { arg, table, timeAsync, timeGpu, torchTimes, writeJson, type TorchCase } from './harness';
+
+const quick = arg('quick') !== undefined;
+const out = arg('out') ?? 'bench/out/kernels.json';
+
+function randomF32(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = s / 2 ** 31 - 1;
+  }
+  return a;
+}
+
+interface Row { kernel: string; shape: number[]; ours_ms: number; gflops: number; variant?: string }
+
+async function main() {
+  const ctx = await GpuContext.create({ needs: { maxStorageBufferBindingSize: quick ? 128 << 20 : 1 << 30, maxBufferSize: quick ? 256 << 20 : 1 << 30 } });
+  const info = ctx.gpu.info;
+  console.log(`adapter: ${JSON.stringify(info)}`);
+  const rows: Row[] = [];
+
+  // matmul M=N=K
+  const sizes = quick ? [128, 256] : [512, 1024, 2048, 4096];
+  const variants = arg('sweep') ? Object.keys(MATMUL_VARIANTS) : [undefined];
+  for (const n of sizes) {
+    const a = ctx.upload(randomF32(n * n, 1), [n, n]);
+    const b = ctx.upload(randomF32(n * n, 2), [n, n]);
+    const c = ctx.empty([n, n]);
+    for (const variant of variants) {
+      const reps = quick ? 2 : Math.max(3, Math.min(50, Math.round(2e11 / n ** 3)));
+      const ms = await timeGpu(ctx, () => void matmul(ctx, a, b, { out: c, variant }), reps);
+      rows.push({ kernel: 'matmul', shape: [n, n, n], ours_ms: ms, gflops: (2 * n ** 3) / ms / 1e6, variant: variant ?? 'default' });
+    }
+    a.dispose(); b.dispose(); c.dispose();
+  }
+
+  // covariance accumulation over T tokens, streamed in chunks as the K-FAC pass does
+  const T = quick ? 4096 : 262144;
+  const chunk = quick ? 2048 : 32768; // 32768 × 3072 × 4 B = 384 MiB per chunk, under the 1 GiB binding limit
+  for (const d of quick ? [64, 256] : [256, 768, 3072]) {
+    const x = ctx.upload(randomF32(chunk * d, 3), [chunk, d]);
+    const acc = ctx.zeros([d, d]);
+    const ms = await timeGpu(ctx, () => { for (let t = 0; t < T; t += chunk) gramAccumulate(ctx, x, acc); }, quick ? 1 : 3);
+    // Only the lower triangle is computed (half the flops of X.T@X); GFLOP/s counts the full product for comparability.
+    rows.push({ kernel: 'gram', shape: [d, T], ours_ms: ms, gflops: (2 * d * d * T) / ms / 1e6 });
+    x.dispose(); acc.dispose();
+  }
+
+  // Cholesky + inverse (with the library's precision strategy)
+  for (const n of quick ? [64, 128] : [256, 768, 1024, 2048, 3072, 4096]) {
+    const x = randomF32(n * 2 * n, 5);
+    const g = ctx.upload(x, [n, 2 * n]);
+    const m = matmul(ctx, g, g, { transB: true, alpha: 1 / (2 * n) });
+    const ms = await timeAsync(async () => { const inv = await spdInverse(ctx, m, { damping: 0.01 }); inv.dispose(); }, quick ? 1 : 3);
+    rows.push({ kernel: 'cholinv', shape: [n], ours_ms: ms, gflops: n ** 3 / ms / 1e6 });
+    g.dispose(); m.dispose();
+  }
+
+  let torch: Array<number | null> = rows.map(() => null);
+  let torch64: Array<number | null> = [];
+  if (arg('torch')) {
+    const cases: TorchCase[] = rows.map((r) => ({ kernel: r.kernel, shape: r.shape }));
+    torch = torchTimes(cases);
+    torch64 = torchTimes(rows.filter((r) => r.kernel === 'cholinv').map((r) => ({ kernel: 'cholinv_f64', shape: r.shape })));
+  }
+  let j = 0;
+  const results = rows.map((r, i) => {
+    const t = torch[i];
+    const res: Record<string, unknown> = { ...r, torch_ms: t, ratio: t ? t / r.ours_ms : null };
+    if (r.kernel === 'cholinv' && torch64.length) {
+      res.torch_f64_ms = torch64[j];
+      res.ratio_vs_f64 = torch64[j] ? (torch64[j] as number) / r.ours_ms : null;
+      j++;
+    }
+    return res;
+  });
+  table(results.map((r) => ({ ...r, shape: (r.shape as number[]).join('×') }) as Record<string, string | number | null>));
+  writeJson(out, { adapter: info, date: new Date().toISOString(), quick, results });
+  ctx.destroy();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
