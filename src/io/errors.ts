@@ -1,0 +1,53 @@
+/** Typed failures of the io layer (checkpoints, configs, sources, text). io never imports gpu/. */
+
+import { SurgeonError } from '../errors';
+
+export { SurgeonError };
+
+export type CheckpointErrorKind =
+  | 'header' // header length or structure (u64 length beyond the file, bad entry fields, metadata not strings)
+  | 'dtype' // a dtype this library does not read (anything but F16, BF16, F32)
+  | 'offsets' // data_offsets malformed, out of range, or bytes not covered by any tensor (gaps, trailing bytes)
+  | 'overlap' // two tensors share bytes
+  | 'truncated' // the file ends before the data the header describes
+  | 'shape' // byte length ≠ product(shape)·itemsize, or a shape that disagrees with config.json
+  | 'missing' // a tensor (or a required file) the config needs is absent
+  | 'extra' // a tensor the config does not know, or the same tensor twice
+  | 'json' // a JSON file (safetensors header, config.json) does not parse
+  | 'index'; // model.safetensors.index.json malformed, a shard missing, or the map disagrees with the shards
+
+/** A checkpoint file or folder is malformed or does not match its config. `kind` says which check failed. */
+export class CheckpointFormatError extends SurgeonError {
+  constructor(
+    readonly kind: CheckpointErrorKind,
+    message: string,
+  ) {
+    super(`[${kind}] ${message}`);
+  }
+}
+
+/** config.json is well-formed but asks for something this library does not implement, or holds bad values. */
+export class ConfigError extends SurgeonError {}
+
+/** The checkpoint is not an OPT model (model_type / architectures name another family). */
+export class UnsupportedArchitectureError extends SurgeonError {}
+
+/** A weight is NaN or ±Inf (names the tensor and the flat index of the first bad element). */
+export class NonFiniteWeightsError extends SurgeonError {
+  constructor(
+    readonly tensor: string,
+    readonly index: number,
+    readonly value: number,
+  ) {
+    super(`tensor ${tensor} holds a non-finite value (${value}) at flat index ${index}`);
+  }
+}
+
+/** A model source cannot be read: HTTP status, network failure, unreadable path, not a zip, unknown source type. */
+export class ModelSourceError extends SurgeonError {}
+
+/** tokenizer.json cannot be turned into a tokenizer. */
+export class TokenizerError extends SurgeonError {}
+
+/** Token data cannot provide what was asked (e.g. fewer tokens than one window). */
+export class DatasetError extends SurgeonError {}

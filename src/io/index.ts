@@ -1,0 +1,9 @@
+// io layer: checkpoints (safetensors, config, sources), tokenizer, text. Sits beside gpu/; imports neither gpu/ nor upper layers.
+export * from './errors';
+export * from './dtype';
+export * from './safetensors';
+export * from './config';
+export { openSource, hubUrl, zipFolder, type Folder, type ModelSource, type OpenOptions, type ProgressFn } from './sources';
+export { loadCheckpoint, assertFiniteWeights, type LoadedCheckpoint, type LoadOptions } from './checkpoint';
+export * from './tokenizer';
+export * from './wikitext';
