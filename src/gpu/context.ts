@@ -188,7 +188,9 @@ export class GpuContext {
     const [x, y = 1, z = 1] = workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     const { pipeline, layout } = this.pipelineFor(spec, variant);
-    const entries: GPUBindGroupEntry[] = tensors.map((t, i) => ({ binding: i, resource: { buffer: t.buffer } }));
+    // Bind exactly the tensor's bytes: a pooled buffer may be up to 19% larger than the tensor and
+    // binding the whole buffer could exceed maxStorageBufferBindingSize for a tensor just under it.
+    const entries: GPUBindGroupEntry[] = tensors.map((t, i) => ({ binding: i, resource: { buffer: t.buffer, size: Math.max(4, t.bytes) } }));
     if (spec.uniform) {
       if (!uniforms || uniforms.byteLength > UNIFORM_SLOT) throw new Error(`${spec.name}: uniforms missing or > ${UNIFORM_SLOT} bytes`);
       if (this.uniformUsed === UNIFORM_RING_SLOTS) this.flush();

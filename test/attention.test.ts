@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { gpu } from './helpers/gpu';
+import { randn, f32 } from './helpers/rng';
+import { attention, attentionBackward } from '../src/kernels/attention';
+import { attentionRef, attentionBwdRef, type AttnShape } from '../src/reference/layers';
+import { ShapeError } from '../src/gpu/errors';
+
+const U = 2 ** -24; // fp32 unit roundoff
+
+/** |got − ref| ≤ atol + rtol·|ref| elementwise; reports the worst element on failure. */
+function expectClose(name: string, got: Float32Array, ref: Float64Array, atol: number, rtol: number): void {
+  expect(got.length).toBe(ref.length);
+  let worst = -Infinity, at = -1;
+  for (let i = 0; i < ref.length; i++) {
+    const r = Math.abs(got[i] - ref[i]) - (atol + rtol * Math.abs(ref[i]));
+    if (!(r <= worst) || Number.isNaN(got[i])) { worst = Number.isNaN(got[i]) ? Infinity : r; at = i; }
+  }
+  if (worst > 0) expect.fail(`${name}[${at}] = ${got[at]}, reference ${ref[at]} (atol ${atol}, rtol ${rtol})`);
+}
+
+const maxAbs = (a: Float64Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+
+describe('causal attention', () => {
+  // [B, T, H, hd]: T=1, T not a multiple of the 64-row block or the tiles, every head-dim variant.
+  const cases: Array<[number, number, number, number]> = [
+    [1, 1, 1, 16], [2, 5, 2, 8], [1, 33, 4, 16], [2, 70, 1, 20], [1, 40, 2, 64], [1, 9, 1, 100],
+  ];
+  it.each(cases)('forward and backward match float64, B=%i T=%i H=%i hd=%i', async (B, T, H, hd) => {
+    const ctx = await gpu();
+    const n = B * T * H * hd;
+    const seed = B * 1000 + T * 10 + H + hd;
+    const [q, k, v, g] = [1, 2, 3, 4].map((i) => f32(randn(n, seed * 7 + i)));
+    const s: AttnShape = { B, T, H, hd, scale: 1 / Math.sqrt(hd) };
+    const shape = [B * T, H * hd];
+    const tq = ctx.upload(q.f32, shape), tk = ctx.upload(k.f32, shape), tv = ctx.upload(v.f32, shape), tg = ctx.upload(g.f32, shape);
+    const { out, lse } = attention(ctx, tq, tk, tv, { batch: B, heads: H });
+    const grads = attentionBackward(ctx, tg, tq, tk, tv, out, lse, { batch: B, heads: H });
+    const ref = attentionRef(q.f64, k.f64, v.f64, s);
+    const rb = attentionBwdRef(g.f64, q.f64, k.f64, v.f64, s);
+    // Error model: dot products of length hd, softmax sums of length ≤ T, then sums of ≤ T terms.
+    const K = hd + T;
+    expectClose('out', await out.read(), ref.out, 8 * U * K, 8 * U * K);
+    expectClose('lse', await lse.read(), ref.lse, 8 * U * K, 8 * U);
+    for (const key of ['dq', 'dk', 'dv'] as const) {
+      expectClose(key, await grads[key].read(), rb[key], 16 * U * K * maxAbs(rb[key]), 16 * U * K);
+    }
+    for (const t of [tq, tk, tv, tg, out, lse, grads.dq, grads.dk, grads.dv]) t.dispose();
+  });
+
+  it('applies a custom score scale', async () => {
+    const ctx = await gpu();
+    const [B, T, H, hd] = [1, 12, 2, 8];
+    const [q, k, v] = [1, 2, 3].map((i) => f32(randn(B * T * H * hd, 90 + i)));
+    const shape = [B * T, H * hd];
+    const tq = ctx.upload(q.f32, shape), tk = ctx.upload(k.f32, shape), tv = ctx.upload(v.f32, shape);
+    const { out, lse } = attention(ctx, tq, tk, tv, { batch: B, heads: H, scale: 0.7 });
+    const ref = attentionRef(q.f64, k.f64, v.f64, { B, T, H, hd, scale: 0.7 });
+    expectClose('out', await out.read(), ref.out, 8 * U * (hd + T), 8 * U * (hd + T));
+    for (const t of [tq, tk, tv, out, lse]) t.dispose();
+  });
+
+  it('rejects bad shapes with ShapeError', async () => {
+    const ctx = await gpu();
+    const a = ctx.empty([10, 12]), b = ctx.empty([10, 8]);
+    expect(() => attention(ctx, a, a, a, { batch: 3, heads: 2 })).toThrow(ShapeError);
+    expect(() => attention(ctx, a, a, a, { batch: 1, heads: 5 })).toThrow(ShapeError);
+    expect(() => attention(ctx, a, b, a, { batch: 1, heads: 2 })).toThrow(ShapeError);
+    expect(() => attention(ctx, ctx.empty([2, 260]), ctx.empty([2, 260]), ctx.empty([2, 260]), { batch: 1, heads: 2 })).toThrow(ShapeError);
+    a.dispose();
+    b.dispose();
+  });
+});
+
+describe('attention float64 reference', () => {
+  it('backward agrees with central finite differences of the forward', () => {
+    const s: AttnShape = { B: 2, T: 4, H: 2, hd: 3, scale: 0.6 };
+    const n = s.B * s.T * s.H * s.hd;
+    const [q, k, v, g] = [1, 2, 3, 4].map((i) => randn(n, 500 + i));
+    const loss = (qq: Float64Array, kk: Float64Array, vv: Float64Array) =>
+      attentionRef(qq, kk, vv, s).out.reduce((acc, o, i) => acc + o * g[i], 0);
+    const an = attentionBwdRef(g, q, k, v, s);
+    const h = 1e-5;
+    for (const [name, x] of [['dq', q], ['dk', k], ['dv', v]] as const) {
+      for (let i = 0; i < n; i++) {
+        const x0 = x[i];
+        x[i] = x0 + h;
+        const lp = loss(q, k, v);
+        x[i] = x0 - h;
+        const lm = loss(q, k, v);
+        x[i] = x0;
+        const fd = (lp - lm) / (2 * h);
+        // Central differences: truncation O(h²) ≈ 1e-10, roundoff ≈ 1e-16/h ≈ 1e-11.
+        if (Math.abs(fd - an[name][i]) > 1e-8 * (1 + Math.abs(fd))) expect.fail(`${name}[${i}]: fd ${fd} vs analytic ${an[name][i]}`);
+      }
+    }
+  });
+});
