@@ -206,6 +206,7 @@ export class GpuContext {
     }
     const [x, y = 1, z = 1] = workgroups;
     if (x === 0 || y === 0 || z === 0) return;
+    this.lastKernel = spec.name;
     const { pipeline, layout } = this.pipelineFor(spec, variant);
     let dynOffset: number[] = [];
     if (spec.uniform) {
@@ -220,7 +221,6 @@ export class GpuContext {
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup, dynOffset);
     this.pass.dispatchWorkgroups(x, y, z);
-    this.lastKernel = spec.name;
     if (++this.dispatches >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
   }
 
