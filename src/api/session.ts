@@ -1,0 +1,280 @@
+/**
+ * What the worker does, without the worker: one GPU context, one loaded model, and the calls the page
+ * makes. Every GPU call races the device's `lost` promise, so a lost device fails the running call with
+ * DeviceLostError (and drops the context and model; the next init() starts afresh).
+ * Kept free of worker globals so it can also run in Node (Dawn) behind the same API.
+ */
+
+import { zipSync } from 'fflate';
+import { GpuContext } from '../gpu/context';
+import { BASE_NEEDS } from '../gpu/device';
+import { LimitExceededError, ShapeError } from '../gpu/errors';
+import { loadCheckpoint, type LoadedCheckpoint, type ModelSource } from '../io/checkpoint';
+import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
+import { evaluationWindows } from '../io/wikitext';
+import { writeSafetensors } from '../io/safetensors';
+import { matmul } from '../kernels/matmul';
+import { generate as generateTokens, OptModel, perplexity } from '../model/index';
+import { NoModelError } from './errors';
+import type {
+  AdapterSummary, BenchmarkResult, Capabilities, EvaluateOptions, EvaluateResult, GenerateOptions,
+  GenerateResult, LoadProgress, MemoryStats, ModelSourceSpec, ModelSummary, ProgressEvent, SparsityEntry,
+} from './types';
+
+const LIMIT_KEYS = [
+  ...Object.keys(BASE_NEEDS),
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupsPerDimension',
+] as const;
+
+const PROGRESS_INTERVAL_MS = 100; // ~10 UI updates per second: smooth bars, negligible message traffic
+
+// TODO(issue 4/5): flip `prune` when src/surgeon's prune() lands.
+const SURGEON_LAYER_NOTE = 'needs prune() (src/surgeon), which is not built yet';
+
+interface Loaded {
+  ckpt: LoadedCheckpoint;
+  tokenizer?: TextTokenizer;
+  model: OptModel;
+  summary: ModelSummary;
+}
+
+export class SurgeonSession {
+  private ctx?: GpuContext;
+  private model?: Loaded;
+
+  /** Acquire the GPU (once) and describe the adapter and its limits. */
+  async init(): Promise<AdapterSummary> {
+    const ctx = await this.context();
+    const lim = ctx.limits as unknown as Record<string, number>;
+    return {
+      ...ctx.gpu.info,
+      features: [...ctx.gpu.features].sort(),
+      limits: Object.fromEntries(LIMIT_KEYS.map((k) => [k, lim[k]])),
+    };
+  }
+
+  capabilities(): Capabilities {
+    return {
+      evaluate: true,
+      generate: true,
+      prune: false,
+      notes: { prune: SURGEON_LAYER_NOTE },
+    };
+  }
+
+  async loadModel(spec: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelSummary> {
+    const ctx = await this.context();
+    return this.guard(ctx, async () => {
+      this.unload();
+      const throttled = throttle(onProgress);
+      const { source, revision, label } = toSource(spec);
+      const ckpt = await loadCheckpoint(source, {
+        revision,
+        onProgress: (p) => throttled({ phase: 'download', file: p.file, loaded: p.loaded, total: p.total }, p.loaded === p.total),
+      });
+      const maxBinding = ctx.limits.maxStorageBufferBindingSize;
+      for (const [name, t] of ckpt.tensors) {
+        if (t.byteLength > maxBinding) {
+          throw new LimitExceededError('maxStorageBufferBindingSize', t.byteLength, maxBinding, `tensor ${name} does not fit in one storage binding on this GPU`);
+        }
+      }
+      const totalBytes = [...ckpt.tensors.values()].reduce((a, t) => a + t.byteLength, 0);
+      throttled({ phase: 'upload', loaded: 0, total: totalBytes }, true);
+      const model = await OptModel.fromCheckpoint(ctx, ckpt);
+      try {
+        await ctx.sync();
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+      throttled({ phase: 'upload', loaded: totalBytes, total: totalBytes }, true);
+      const tokenizer = ckpt.tokenizerJson ? await loadTokenizer(ckpt.tokenizerJson, ckpt.tokenizerConfig) : undefined;
+      const c = ckpt.config;
+      const summary: ModelSummary = {
+        label: label ?? ckpt.files[0] ?? 'model',
+        numLayers: c.numLayers,
+        hiddenSize: c.hiddenSize,
+        numHeads: c.numHeads,
+        ffnDim: c.ffnDim,
+        vocabSize: c.vocabSize,
+        maxPositions: c.maxPositions,
+        parameters: [...ckpt.tensors.values()].reduce((a, t) => a + t.length, 0),
+        sourceDtype: ckpt.sourceDtype,
+        hasTokenizer: !!tokenizer,
+        gpuBytes: model.bytes,
+        files: ckpt.files,
+      };
+      this.model = { ckpt, tokenizer, model, summary };
+      return summary;
+    });
+  }
+
+  /** Perplexity of `text` in non-overlapping windows (ALGORITHM.md §10 protocol). */
+  async evaluate(opts: EvaluateOptions, onProgress?: (p: ProgressEvent) => void): Promise<EvaluateResult> {
+    const m = this.needModel();
+    if (!m.tokenizer) throw new NoModelError('the loaded checkpoint has no tokenizer.json; cannot tokenize the evaluation text');
+    const ids = Int32Array.from(m.tokenizer.encode(opts.text));
+    if (opts.seqlen > m.ckpt.config.maxPositions) {
+      throw new ShapeError(`seqlen ${opts.seqlen} exceeds the model's max_position_embeddings ${m.ckpt.config.maxPositions}`);
+    }
+    const windows = evaluationWindows(ids, opts.seqlen, opts.windows).length; // DatasetError before any GPU work
+    const ctx = await this.context();
+    return this.guard(ctx, async () => {
+      const t0 = performance.now();
+      const r = await perplexity(ctx, m.model, ids, {
+        seqlen: opts.seqlen,
+        windows,
+        onProgress: (done, total) => onProgress?.({ phase: 'evaluate', fraction: done / total, etaSeconds: done ? ((performance.now() - t0) / 1000) * (total / done - 1) : undefined }),
+      });
+      return { perplexity: r.ppl, windows, seqlen: opts.seqlen, tokens: windows * opts.seqlen, seconds: (performance.now() - t0) / 1000 };
+    });
+  }
+
+  async generate(prompt: string, opts: GenerateOptions = {}): Promise<GenerateResult> {
+    const m = this.needModel();
+    if (!m.tokenizer) throw new NoModelError('the loaded checkpoint has no tokenizer.json; cannot tokenize the prompt');
+    const ids = m.tokenizer.encode(prompt);
+    const max = opts.maxNewTokens ?? 32;
+    if (ids.length + max > m.ckpt.config.maxPositions) {
+      throw new ShapeError(`prompt (${ids.length} tokens) + ${max} new tokens exceeds max_position_embeddings ${m.ckpt.config.maxPositions}`);
+    }
+    const ctx = await this.context();
+    return this.guard(ctx, async () => {
+      const t0 = performance.now();
+      // Greedy decoding (deterministic: the before/after samples differ only because the weights do).
+      const out = await generateTokens(ctx, m.model, ids, { maxNewTokens: max, stopTokens: [m.ckpt.config.eosTokenId] });
+      return { text: m.tokenizer!.decode(out), promptIds: ids, ids: out, tokens: out.length, seconds: (performance.now() - t0) / 1000 };
+    });
+  }
+
+  /** Fraction of exact zeros in every prunable weight (q, k, v, out, fc1, fc2 of each layer), read back from the GPU. */
+  async sparsity(): Promise<SparsityEntry[]> {
+    const m = this.needModel();
+    const ctx = await this.context();
+    return this.guard(ctx, async () => {
+      const out: SparsityEntry[] = [];
+      for (const name of m.model.names()) {
+        const t = m.model.weight(name);
+        const hit = /^model\.decoder\.layers\.(\d+)\.(self_attn\.[qkv]_proj|self_attn\.out_proj|fc1|fc2)\.weight$/.exec(name);
+        if (!hit) continue;
+        const data = await t.read();
+        let zeros = 0;
+        for (let i = 0; i < data.length; i++) if (data[i] === 0) zeros++;
+        out.push({ layer: Number(hit[1]), module: hit[2].replace('self_attn.', ''), rows: t.shape[0], cols: t.shape[1], zeros });
+      }
+      return out;
+    });
+  }
+
+  /** The model's current weights as a Hugging Face folder (config.json, model.safetensors, tokenizer) zipped. */
+  async exportModel(): Promise<Uint8Array> {
+    const m = this.needModel();
+    const ctx = await this.context();
+    return this.guard(ctx, async () => {
+      const tensors = [];
+      for (const [name, data] of await m.model.exportWeights()) tensors.push({ name, dtype: 'F32' as const, shape: [...m.model.weight(name).shape], data });
+      const enc = new TextEncoder();
+      const cfg = { ...m.ckpt.config.raw, dtype: 'float32' };
+      delete (cfg as Record<string, unknown>).torch_dtype;
+      const files: Record<string, Uint8Array> = {
+        'config.json': enc.encode(JSON.stringify(cfg, null, 2)),
+        'model.safetensors': writeSafetensors(tensors, { format: 'pt' }),
+      };
+      if (m.ckpt.tokenizerJson) files['tokenizer.json'] = enc.encode(JSON.stringify(m.ckpt.tokenizerJson));
+      if (m.ckpt.tokenizerConfig) files['tokenizer_config.json'] = enc.encode(JSON.stringify(m.ckpt.tokenizerConfig));
+      return zipSync(files, { level: 0 }); // stored: float weights barely compress, and deflate would cost seconds per 100 MB
+    });
+  }
+
+  memory(): MemoryStats {
+    const p = this.ctx?.pool;
+    return { bytesInUse: p?.bytesInUse ?? 0, bytesPooled: p?.bytesPooled ?? 0, peakBytesInUse: p?.peakBytesInUse ?? 0 };
+  }
+
+  /** GPU self-test: `repeats` square matmuls of `size`, timed end to end (submit to completion). */
+  async benchmark(size = 256, repeats = 8): Promise<BenchmarkResult> {
+    const ctx = await this.context();
+    return this.guard(ctx, async () => {
+      const n = size * size;
+      const a = ctx.upload(Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 13) / 13 - 0.5), [size, size]);
+      const b = ctx.upload(Float32Array.from({ length: n }, (_, i) => ((i * 104729) % 17) / 17 - 0.5), [size, size]);
+      const c = ctx.empty([size, size]);
+      try {
+        matmul(ctx, a, b, { out: c }); // warm-up: pipeline compilation is not part of the timing
+        await ctx.sync();
+        const t0 = performance.now();
+        for (let r = 0; r < repeats; r++) matmul(ctx, a, b, { out: c });
+        await ctx.sync();
+        const seconds = (performance.now() - t0) / 1000;
+        return { size, repeats, seconds, gflops: (2 * size ** 3 * repeats) / seconds / 1e9 };
+      } finally {
+        a.dispose();
+        b.dispose();
+        c.dispose();
+      }
+    });
+  }
+
+  /** Test hook: destroy the device as a driver reset would (device.lost fires with reason "destroyed"). */
+  loseDevice(): void {
+    this.ctx?.device.destroy();
+  }
+
+  dispose(): void {
+    this.unload();
+    this.ctx?.destroy();
+    this.ctx = undefined;
+  }
+
+  private needModel(): Loaded {
+    if (!this.model) throw new NoModelError('no model is loaded; call loadModel() first');
+    return this.model;
+  }
+
+  private unload(): void {
+    this.model?.model.dispose();
+    this.model = undefined;
+  }
+
+  private async context(): Promise<GpuContext> {
+    this.ctx ??= await GpuContext.create();
+    return this.ctx;
+  }
+
+  /** Run `fn`; if the device is lost meanwhile, fail with DeviceLostError and forget the context and model. */
+  private async guard<T>(ctx: GpuContext, fn: () => Promise<T>): Promise<T> {
+    const lost = ctx.gpu.lost.then((e) => {
+      if (this.ctx === ctx) {
+        this.ctx = undefined;
+        this.model = undefined; // its buffers died with the device
+      }
+      throw e;
+    });
+    return Promise.race([fn(), lost]);
+  }
+}
+
+function toSource(spec: ModelSourceSpec): { source: ModelSource; revision?: string; label?: string } {
+  switch (spec.kind) {
+    case 'url':
+      return { source: spec.url, label: spec.url };
+    case 'hub':
+      return { source: spec.id, revision: spec.revision, label: spec.id };
+    case 'files':
+      return { source: spec.files, label: spec.files.length === 1 ? spec.files[0].name : `${spec.files.length} files` };
+    case 'zip':
+      return { source: spec.data, label: spec.data instanceof Blob ? ((spec.data as File).name ?? 'zip') : 'zip bytes' };
+  }
+}
+
+/** Forward at most one progress event per interval, plus every `force`d one (end of a file). */
+function throttle(fn?: (p: LoadProgress) => void): (p: LoadProgress, force?: boolean) => void {
+  let last = 0;
+  return (p, force) => {
+    const now = Date.now();
+    if (!fn || (!force && now - last < PROGRESS_INTERVAL_MS)) return;
+    last = now;
+    fn(p);
+  };
+}
