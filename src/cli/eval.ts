@@ -1,0 +1,113 @@
+/**
+ * `llm-surgeon eval --model <dir|url|hub-id> --text <file> [--seqlen N] [--windows N] [--batch N] [--raw]`
+ *
+ * Perplexity of an OPT checkpoint per ALGORITHM.md §10. A text file is joined like WikiText rows
+ * (joinWikitextRows; --raw uses the file as is) and tokenised with the checkpoint's tokenizer.json;
+ * a .json file holding an array of token ids is used directly (e.g. wiki.test.opt-ids.json).
+ * Prints the perplexity on stdout (progress on stderr) and returns an exit code:
+ * 0 ok, 1 failure (message on stderr), 2 bad usage.
+ */
+
+import { readFile } from 'node:fs/promises';
+import { GpuContext } from '../gpu/context';
+import { SurgeonError } from '../errors';
+import { loadCheckpoint } from '../io/checkpoint';
+import { loadTokenizer } from '../io/tokenizer';
+import { joinWikitextRows } from '../io/wikitext';
+import { perplexity } from '../model/eval';
+import { OptModel } from '../model/opt';
+
+const USAGE = `usage: llm-surgeon eval --model <dir|url|hub-id> --text <file> [--seqlen N] [--windows N] [--batch N] [--raw]
+  --model    checkpoint folder, .zip, base URL or Hugging Face id (OPT, safetensors)
+  --text     text file (joined like WikiText rows unless --raw) or .json array of token ids
+  --seqlen   tokens per window (default: max_position_embeddings)
+  --windows  number of windows from the start (default: all)
+  --batch    windows per forward pass (default: 8192 tokens' worth)`;
+
+interface Args { model: string; text: string; seqlen?: number; windows?: number; batch?: number; raw: boolean }
+
+class UsageError extends Error {}
+
+function parseArgs(argv: string[]): Args | 'help' {
+  const out: Partial<Args> = { raw: false };
+  const int = (flag: string, v: string | undefined): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`${flag} needs a positive integer, got ${v ?? 'nothing'}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = () => inline ?? argv[++i];
+    switch (flag) {
+      case '-h': case '--help': return 'help';
+      case '--model': out.model = value(); break;
+      case '--text': out.text = value(); break;
+      case '--seqlen': out.seqlen = int(flag, value()); break;
+      case '--windows': out.windows = int(flag, value()); break;
+      case '--batch': out.batch = int(flag, value()); break;
+      case '--raw': out.raw = true; break;
+      default: throw new UsageError(`unknown argument ${a}`);
+    }
+  }
+  if (!out.model) throw new UsageError('--model is required');
+  if (!out.text) throw new UsageError('--text is required');
+  return out as Args;
+}
+
+async function readIds(path: string, ckptTokenizer: () => Promise<(text: string) => number[]>, raw: boolean): Promise<number[]> {
+  const text = await readFile(path, 'utf8');
+  if (path.endsWith('.json')) {
+    const ids = JSON.parse(text) as unknown;
+    if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x))) throw new SurgeonError(`${path}: expected a JSON array of integer token ids`);
+    return ids as number[];
+  }
+  const encode = await ckptTokenizer();
+  return encode(raw ? text : joinWikitextRows(text));
+}
+
+export async function evalCommand(argv: string[]): Promise<number> {
+  let args: Args | 'help';
+  try {
+    args = parseArgs(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`llm-surgeon eval: ${e.message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (args === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  let ctx: GpuContext | undefined;
+  try {
+    const t0 = performance.now();
+    const ckpt = await loadCheckpoint(args.model);
+    const ids = await readIds(args.text, async () => {
+      if (!ckpt.tokenizerJson) throw new SurgeonError(`${args.model} has no tokenizer.json; pass a .json file of token ids instead`);
+      const tok = await loadTokenizer(ckpt.tokenizerJson, ckpt.tokenizerConfig);
+      return (text) => tok.encode(text);
+    }, args.raw);
+    ctx = await GpuContext.create();
+    const info = ctx.gpu.info;
+    process.stderr.write(`model ${args.model}: ${ckpt.config.numLayers} layers, d=${ckpt.config.hiddenSize}, ${ids.length} tokens; GPU ${info.vendor} ${info.device || info.description}\n`);
+    const model = await OptModel.fromCheckpoint(ctx, ckpt);
+    const t1 = performance.now();
+    const res = await perplexity(ctx, model, ids, {
+      seqlen: args.seqlen, windows: args.windows, batch: args.batch,
+      onProgress: (done, total) => process.stderr.write(`\rwindows ${done}/${total}`),
+    });
+    const t2 = performance.now();
+    process.stderr.write('\n');
+    const seqlen = args.seqlen ?? ckpt.config.maxPositions;
+    process.stdout.write(`perplexity ${res.ppl.toFixed(5)} (${res.nll.length} windows of ${seqlen} tokens; eval ${((t2 - t1) / 1000).toFixed(2)} s, load ${((t1 - t0) / 1000).toFixed(2)} s)\n`);
+    model.dispose();
+    return 0;
+  } catch (e) {
+    const err = e as Error;
+    process.stderr.write(`llm-surgeon eval: ${err.name === 'Error' ? '' : `${err.name}: `}${err.message}\n`);
+    return 1;
+  } finally {
+    ctx?.destroy();
+  }
+}

@@ -1,0 +1,8 @@
+// model layer: OPT on the GPU (weights, forward, backward, K-FAC factors, perplexity, generation).
+export { OptModel, PRUNABLE_SUFFIXES, type PrunableLayer } from './opt';
+export { forwardBatch, releaseForward, type ForwardOptions, type ForwardResult, type SavedLayer } from './forward';
+export { backwardBatch, type BackwardOptions, type LinearGrad } from './backward';
+export { accumulateKfac, type KfacOptions, type KfacResult } from './kfac';
+export { perplexity, type PerplexityOptions, type PerplexityResult } from './eval';
+export { generate, type GenerateOptions } from './generate';
+export { uploadBatch } from './batch';

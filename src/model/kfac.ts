@@ -1,0 +1,145 @@
+/**
+ * K-FAC factors of every prunable linear (ALGORITHM.md §2), streamed: per batch of B calibration
+ * sequences, one forward with saved activations (each layer input goes into its A accumulator right
+ * away, with the ones column for the bias) and one backward per label draw (each ∂L/∂y goes into its
+ * G accumulator). Only the (C+1)² and R² accumulators persist, so memory does not grow with the number
+ * of sequences. q/k/v share one input, so one A is accumulated and the same Tensor is returned for all
+ * three (disposing it once disposes it for all).
+ *
+ * Conventions match src/reference/kfac.ts: L = per-sequence mean CE (gradients carry 1/(T−1)), the last
+ * position has g = 0 but enters A, A and G are divided by N = total tokens, sampled-label G averages
+ * over the draws. Sampled labels come from the GPU's Gumbel-max sampler seeded by (seed, batch, draw)
+ * and the row within the batch: deterministic for a given seed and batch size, not the reference's
+ * host RNG stream.
+ */
+
+import type { GpuContext } from '../gpu/context';
+import { ShapeError } from '../gpu/errors';
+import type { Tensor } from '../gpu/tensor';
+import { scale } from '../kernels/elementwise';
+import { gramAccumulate, mirrorLower } from '../kernels/gram';
+import { backwardBatch, type LinearGrad } from './backward';
+import { forwardBatch, releaseForward } from './forward';
+import { uploadBatch } from './batch';
+import type { OptModel } from './opt';
+
+export interface KfacResult {
+  /** (C+1)² full symmetric, already divided by N (shared by q/k/v of a layer). */
+  A: Tensor;
+  /** R² full symmetric, already divided by N. */
+  G: Tensor;
+  /** Tokens accumulated (sequences × T). */
+  N: number;
+  /** With weightGrads: ∂(mean over sequences of the per-sequence loss)/∂W [R, C] and ∂/∂b [R], true labels. */
+  dW?: Tensor;
+  db?: Tensor;
+}
+
+export interface KfacOptions {
+  /** 0 / undefined: empirical Fisher (true next tokens). k > 0: k sampled-label draws per sequence. */
+  fisherSamples?: number;
+  seed?: number;
+  /** Sequences per forward/backward (rows B·T in every matmul). Default: ⌊4096 / T⌋, at least 1. */
+  batch?: number;
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+  /** Also return weight gradients (true labels; an extra backward per batch when fisherSamples > 0). */
+  weightGrads?: boolean;
+}
+
+// Tokens per batch by default: B·T = 4096 rows fill a 128×128-tile matmul grid on a large GPU while the
+// saved activations of OPT-125m stay ≈ 1.8 GB.
+const DEFAULT_BATCH_TOKENS = 4096;
+
+/** Mix (seed, batch, draw) into one u32 seed for the GPU sampler. */
+function drawSeed(seed: number, batch: number, draw: number): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  for (const v of [batch, draw]) h = Math.imul(h ^ (v + 0x7f4a7c15), 0x85ebca6b) >>> 0;
+  return (h ^ (h >>> 13)) >>> 0;
+}
+
+export async function accumulateKfac(
+  ctx: GpuContext, model: OptModel, seqs: Int32Array[], opts: KfacOptions = {},
+): Promise<Map<string, KfacResult>> {
+  const k = opts.fisherSamples ?? 0;
+  if (!Number.isInteger(k) || k < 0) throw new ShapeError(`accumulateKfac: fisherSamples must be a non-negative integer, got ${k}`);
+  if (seqs.length === 0) throw new ShapeError('accumulateKfac: no calibration sequences');
+  const T = seqs[0].length;
+  if (T < 2) throw new ShapeError(`accumulateKfac: sequences need ≥ 2 tokens (one next-token label), got ${T}`);
+  seqs.forEach((s, i) => {
+    if (s.length !== T) throw new ShapeError(`accumulateKfac: sequence ${i} has ${s.length} tokens, sequence 0 has ${T} (all must be equal)`);
+    model.checkIds(s, T, `accumulateKfac: sequence ${i}`);
+  });
+  const batch = opts.batch ?? Math.max(1, Math.floor(DEFAULT_BATCH_TOKENS / T));
+  if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(`accumulateKfac: batch must be a positive integer, got ${batch}`);
+  const N = seqs.length * T;
+  const layers = model.prunableLayers();
+  const A = new Map<string, Tensor>();
+  const G = new Map<string, Tensor>();
+  const grads = opts.weightGrads ? new Map<string, LinearGrad>() : undefined;
+  const owned: Tensor[] = [];
+  const zeros = (shape: number[]) => {
+    const t = ctx.zeros(shape);
+    owned.push(t);
+    return t;
+  };
+  try {
+    for (const L of layers) {
+      if (!A.has(L.inputKey)) A.set(L.inputKey, zeros([L.C + 1, L.C + 1]));
+      G.set(L.name, zeros([L.R, L.R]));
+      grads?.set(L.name, { dW: zeros([L.R, L.C]), db: zeros([L.R]) });
+    }
+    // Draws per batch: the G passes, plus a true-label pass for weight gradients when G uses samples.
+    const draws: Array<{ sample: boolean; g: boolean; w: boolean }> = k === 0
+      ? [{ sample: false, g: true, w: !!grads }]
+      : [...Array.from({ length: k }, () => ({ sample: true, g: true, w: false })), ...(grads ? [{ sample: false, g: false, w: true }] : [])];
+    const gScale = 1 / (N * Math.max(k, 1));
+    let inFlight: Promise<unknown> | undefined;
+    for (let s0 = 0, bi = 0; s0 < seqs.length; s0 += batch, bi++) {
+      opts.signal?.throwIfAborted();
+      const B = Math.min(batch, seqs.length - s0);
+      const { ids, labels } = uploadBatch(ctx, seqs.slice(s0, s0 + B), T);
+      const fwd = forwardBatch(ctx, model, ids, B, T, {
+        save: true,
+        keepInputs: !!grads,
+        onInput: (key, a) => gramAccumulate(ctx, a, A.get(key)!, { ones: true, scale: 1 / N }),
+      });
+      draws.forEach((d, di) => {
+        backwardBatch(ctx, model, fwd, labels, B, T, {
+          sampleSeed: d.sample ? drawSeed(opts.seed ?? 0, bi, di) : undefined,
+          onOutputGrad: d.g ? (name, dy) => gramAccumulate(ctx, dy, G.get(name)!, { scale: gScale }) : undefined,
+          weightGrads: d.w ? grads : undefined,
+        });
+      });
+      releaseForward(fwd);
+      ids.dispose();
+      labels.dispose();
+      // At most two batches in flight: wait for the previous one, not this one, so the GPU never idles.
+      ctx.flush();
+      const done = Promise.race([ctx.device.queue.onSubmittedWorkDone(), ctx.gpu.lost.then((e) => Promise.reject(e))]);
+      done.catch(() => undefined); // observed when awaited below; avoids an unhandled rejection if we stop early
+      if (inFlight) await inFlight;
+      inFlight = done;
+      opts.onProgress?.(Math.min(s0 + B, seqs.length), seqs.length);
+    }
+    for (const t of [...A.values(), ...G.values()]) mirrorLower(ctx, t);
+    const out = new Map<string, KfacResult>();
+    for (const L of layers) {
+      const r: KfacResult = { A: A.get(L.inputKey)!, G: G.get(L.name)!, N };
+      const g = grads?.get(L.name);
+      if (g) {
+        // Mean over sequences of the per-sequence loss.
+        r.dW = scale(ctx, g.dW, 1 / seqs.length);
+        r.db = scale(ctx, g.db, 1 / seqs.length);
+        g.dW.dispose();
+        g.db.dispose();
+      }
+      out.set(L.name, r);
+    }
+    await ctx.sync();
+    return out;
+  } catch (e) {
+    for (const t of owned) t.dispose();
+    throw e;
+  }
+}
