@@ -13,6 +13,8 @@ export default defineConfig({
     rollupOptions: {
       input: {
         kernels: resolve(import.meta.dirname, 'bench/kernels.ts'),
+        model: resolve(import.meta.dirname, 'bench/model.ts'),
+        'prepare-data': resolve(import.meta.dirname, 'bench/prepare-data.ts'),
       },
       external: ['webgpu', /^node:/],
       output: { format: 'es', entryFileNames: '[name].mjs' },

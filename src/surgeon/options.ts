@@ -1,0 +1,117 @@
+/**
+ * Public types of pruneModel() and the validation of its options (ALGORITHM.md §2–§7 defaults).
+ * Every bad option is rejected with a named error before any GPU work starts.
+ */
+
+import { SurgeonError } from '../errors';
+import { ShapeError } from '../gpu/errors';
+import type { PrunableLayer } from '../model/opt';
+
+export type Structure = 'rows-cols' | 'element' | '2:4' | `${number}:${number}`;
+export type Method = 'surgeon' | 'kobd' | 'lobd' | 'magnitude';
+export type Phase = 'curvature' | 'costs' | 'threshold' | 'update' | 'eval';
+
+export interface PruneProgress { phase: Phase; shot: number; shots: number; layer?: string; fraction: number; etaSeconds?: number }
+
+export interface PruneOptions {
+  structure: Structure;
+  /** Target fraction of zeros over the pruned layers' W' (bias column included), in [0, 1). */
+  sparsity: number;
+  /** Default 40 for rows-cols, 5 otherwise (ALGORITHM.md §7). */
+  shots?: number;
+  method?: Method;
+  /** Relative damping of G and A (defaults §2: rows-cols 0.01/0.01, element and N:M 0.1/0.01). */
+  lambdaG?: number;
+  lambdaA?: number;
+  /** K-FAC: 0/undefined = empirical Fisher, k = k sampled-label draws. */
+  fisherSamples?: number;
+  seed?: number;
+  /** 1 = independent (diagonal) OBS updates; otherwise correlated (element chunks capped at min(maxChunk, maxCorrelate)). */
+  maxCorrelate?: number;
+  /** Entries per correlated element chunk (default 2000). */
+  maxChunk?: number;
+  /** Per-shot perplexity on these ids. */
+  evaluate?: { ids: Int32Array; seqlen: number; windows?: number };
+  onProgress?: (p: PruneProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface PruneReport {
+  shots: Array<{ shot: number; target: number; achieved: number; ppl?: number; seconds: Record<string, number> }>;
+  layers: Array<{ name: string; type: string; params: number; zeros: number; rowsRemoved?: number; colsRemoved?: number }>;
+  byModuleType: Record<string, { params: number; zeros: number }>;
+  /** zeros / params over the pruned layers' W' (bias column included). */
+  achievedSparsity: number;
+  seconds: Record<string, number>;
+}
+
+/** An option of pruneModel() is unknown, out of range or does not fit the model. */
+export class PruneConfigError extends SurgeonError {}
+
+/** pruneModel() was cancelled through its AbortSignal. */
+export class PruneAbortedError extends SurgeonError {
+  constructor(what: string) {
+    super(`pruning aborted ${what}; the GPU model's weights are partially pruned — reload them from the host copy`);
+  }
+}
+
+export interface Resolved {
+  structured: boolean;
+  /** N:M pattern (element: undefined). */
+  nm?: { n: number; m: number };
+  shots: number;
+  method: Method;
+  lambdaG: number;
+  lambdaA: number;
+  independent: boolean;
+  maxChunk: number;
+}
+
+const METHODS: readonly Method[] = ['surgeon', 'kobd', 'lobd', 'magnitude'];
+const DEFAULT_CHUNK = 2000; // ALGORITHM.md §6: ~2000 entries per correlated chunk (the authors' setting)
+
+function positiveInt(name: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new PruneConfigError(`${name} must be a positive integer, got ${v}`);
+}
+
+/** Check the options against the model's prunable layers and fill in the defaults. */
+export function resolveOptions(o: PruneOptions, layers: readonly PrunableLayer[], calib: readonly Int32Array[]): Resolved {
+  if (!o || typeof o !== 'object') throw new PruneConfigError('options object expected');
+  const structured = o.structure === 'rows-cols';
+  let nm: Resolved['nm'];
+  if (!structured && o.structure !== 'element') {
+    const m = typeof o.structure === 'string' ? /^(\d+):(\d+)$/.exec(o.structure) : null;
+    if (!m) throw new PruneConfigError(`unknown structure '${String(o.structure)}' (rows-cols, element, 2:4 or n:m)`);
+    nm = { n: Number(m[1]), m: Number(m[2]) };
+    if (!(nm.n >= 1 && nm.n < nm.m && nm.m <= 32)) throw new PruneConfigError(`structure ${o.structure}: need 1 ≤ n < m ≤ 32`);
+  }
+  if (typeof o.sparsity !== 'number' || !(o.sparsity >= 0 && o.sparsity < 1)) throw new PruneConfigError(`sparsity must be in [0, 1), got ${o.sparsity}`);
+  if (nm && o.sparsity > nm.n / nm.m) throw new PruneConfigError(`sparsity ${o.sparsity} exceeds ${nm.n}/${nm.m}, the most an ${nm.n}:${nm.m} pattern can remove`);
+  const method = o.method ?? 'surgeon';
+  if (!METHODS.includes(method)) throw new PruneConfigError(`unknown method '${String(method)}' (${METHODS.join(', ')})`);
+  positiveInt('shots', o.shots);
+  positiveInt('maxChunk', o.maxChunk);
+  positiveInt('maxCorrelate', o.maxCorrelate);
+  for (const k of ['lambdaG', 'lambdaA'] as const) {
+    const v = o[k];
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new PruneConfigError(`${k} must be a finite number ≥ 0, got ${v}`);
+  }
+  if (o.fisherSamples !== undefined && !(Number.isInteger(o.fisherSamples) && o.fisherSamples >= 0)) {
+    throw new PruneConfigError(`fisherSamples must be a non-negative integer, got ${o.fisherSamples}`);
+  }
+  if (nm) for (const L of layers) if (L.C % nm.m !== 0) throw new ShapeError(`${L.name} has ${L.C} inputs, not divisible by m = ${nm.m} of ${o.structure}`);
+  if (method !== 'magnitude' && calib.length === 0) throw new PruneConfigError('no calibration windows (the curvature needs at least one)');
+  if (o.evaluate) {
+    const { ids, seqlen } = o.evaluate;
+    if (!(ids instanceof Int32Array) || !Number.isInteger(seqlen) || seqlen < 2) throw new PruneConfigError('evaluate needs ids (Int32Array) and an integer seqlen ≥ 2');
+  }
+  const correlate = o.maxCorrelate ?? Infinity;
+  return {
+    structured, nm, method,
+    shots: o.shots ?? (structured ? 40 : 5),
+    lambdaG: o.lambdaG ?? (structured ? 0.01 : 0.1),
+    lambdaA: o.lambdaA ?? 0.01,
+    independent: correlate === 1,
+    maxChunk: Math.min(o.maxChunk ?? DEFAULT_CHUNK, correlate),
+  };
+}
