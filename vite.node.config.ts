@@ -14,6 +14,7 @@ export default defineConfig({
       input: {
         kernels: resolve(import.meta.dirname, 'bench/kernels.ts'),
         model: resolve(import.meta.dirname, 'bench/model.ts'),
+        prune: resolve(import.meta.dirname, 'bench/prune.ts'),
         'prepare-data': resolve(import.meta.dirname, 'bench/prepare-data.ts'),
       },
       external: ['webgpu', /^node:/],

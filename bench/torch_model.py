@@ -57,12 +57,12 @@ def kfac(model, seqs, batch):
         G[name] = torch.zeros(R, R, device=dev)
 
         def fwd(mod, inp, out, name=name):
-            a = inp[0].reshape(-1, inp[0].shape[-1])
+            a = inp[0].detach().reshape(-1, inp[0].shape[-1])
             a = torch.cat([a, torch.ones(a.shape[0], 1, device=dev)], 1)
             A[name] += a.T @ a
 
         def bwd(mod, gin, gout, name=name):
-            g = gout[0].reshape(-1, gout[0].shape[-1])
+            g = gout[0].detach().reshape(-1, gout[0].shape[-1])
             G[name] += g.T @ g
         hooks += [m.register_forward_hook(fwd), m.register_full_backward_hook(bwd)]
     N = 0

@@ -1,0 +1,71 @@
+/**
+ * Quality and speed of pruneModel() on a real checkpoint (issue 4), FIXTURES protocol:
+ * calibration = nsamples random windows of seqlen from the calibration ids (seed 100, as the authors' runs),
+ * perplexity on WikiText-2 test windows of seqlen after every shot (eval time reported separately).
+ *   node dist-node/prune.mjs --model <dir> --data <dir with test.i32, calib.i32> --structure rows-cols
+ *        --sparsity 0.5 [--shots 40] [--method surgeon] [--nsamples 128] [--seqlen 2048] [--eval-every 8] [--out f]
+ */
+import { readFileSync } from 'node:fs';
+import { GpuContext } from '../src/gpu/context';
+import { loadCheckpoint, calibrationWindows } from '../src/io/index';
+import { OptModel, perplexity } from '../src/model/index';
+import { pruneModel, type Method, type Structure } from '../src/surgeon/index';
+import { arg, table, writeJson } from './harness';
+
+function i32(path: string): Int32Array {
+  const b = readFileSync(path);
+  return new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+async function main() {
+  const modelDir = arg('model') ?? '/tmp/models/opt-mini';
+  const dataDir = arg('data') ?? '.gpu/data';
+  const structure = (arg('structure') ?? 'rows-cols') as Structure;
+  const sparsity = Number(arg('sparsity') ?? 0.5);
+  const shots = arg('shots') ? Number(arg('shots')) : undefined;
+  const method = (arg('method') ?? 'surgeon') as Method;
+  const nsamples = Number(arg('nsamples') ?? 128);
+  const seqlen = Number(arg('seqlen') ?? 2048);
+  const evalEvery = Number(arg('eval-every') ?? 0);
+  const evalWindows = arg('eval-windows') ? Number(arg('eval-windows')) : undefined;
+  const out = arg('out') ?? `bench/out/prune-${structure.replace(':', 'of')}-${method}-${sparsity}.json`;
+
+  const ctx = await GpuContext.create({ needs: { maxStorageBufferBindingSize: 256 << 20 } });
+  console.log(`adapter: ${JSON.stringify(ctx.gpu.info)}`);
+  const ckpt = await loadCheckpoint(modelDir);
+  const model = await OptModel.fromCheckpoint(ctx, ckpt);
+  const testIds = i32(`${dataDir}/test.i32`);
+  const calib = calibrationWindows(i32(`${dataDir}/calib.i32`), nsamples, seqlen, 100);
+
+  const dense = await perplexity(ctx, model, testIds, { seqlen, windows: evalWindows });
+  console.log(`dense ppl ${dense.ppl}`);
+  const rows: Array<Record<string, string | number | null>> = [];
+  let last = performance.now();
+  let evalSeconds = 0;
+  const t0 = performance.now();
+  // Evaluate at chosen shots through the progress hook: pruneModel's own per-shot evaluation would run every shot.
+  const report = await pruneModel(ctx, model, calib, {
+    structure, sparsity, shots, method,
+    onProgress: (p) => {
+      const now = performance.now();
+      if (now - last > 5000) { console.log(`  ${p.phase} shot ${p.shot}/${p.shots} ${(p.fraction * 100).toFixed(0)}% eta ${p.etaSeconds?.toFixed(0) ?? '?'} s`); last = now; }
+    },
+  });
+  const pruneSeconds = (performance.now() - t0) / 1000;
+  const te = performance.now();
+  const pruned = await perplexity(ctx, model, testIds, { seqlen, windows: evalWindows });
+  evalSeconds += (performance.now() - te) / 1000;
+  for (const s of report.shots) rows.push({ shot: s.shot, target: s.target, achieved: s.achieved, ...Object.fromEntries(Object.entries(s.seconds).map(([k, v]) => [`${k}_s`, v])) });
+  table(rows.filter((r, i) => evalEvery === 0 || (i + 1) % Math.max(1, evalEvery) === 0 || i === rows.length - 1));
+  console.log(`${method} ${structure} ${sparsity} shots=${report.shots.length}: ppl ${pruned.ppl} (dense ${dense.ppl}), achieved ${report.achievedSparsity}, prune ${pruneSeconds.toFixed(1)} s, eval ${evalSeconds.toFixed(1)} s`);
+  console.log(`phase seconds: ${JSON.stringify(report.seconds)}`);
+  writeJson(out, {
+    adapter: ctx.gpu.info, date: new Date().toISOString(),
+    run: { method, structure, shots: report.shots.length, sparsity, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
+    phases: report.seconds, shots: report.shots, byModuleType: report.byModuleType, layers: report.layers,
+  });
+  model.dispose();
+  ctx.destroy();
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
