@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { gpu } from './helpers/gpu';
 import { randn, f32 } from './helpers/rng';
-import { gramAccumulate, mirrorLower, GRAM_VARIANTS, type GramOptions } from '../src/kernels/gram';
+import { gramAccumulate, mirrorLower, planGramSplits, GRAM_MAX_SPLITS, GRAM_VARIANTS, type GramOptions } from '../src/kernels/gram';
 import { gramRef } from '../src/reference/linalg';
 import { ShapeError } from '../src/gpu/errors';
 import type { GpuContext } from '../src/gpu/context';
@@ -69,9 +69,31 @@ describe('gram', () => {
 
   it('splits long token ranges (partials + reduce) and every variant', async () => {
     const ctx = await gpu();
-    // 8200 rows ≥ 2 × MIN_TOKENS_PER_SPLIT, so the split path with a ragged last split runs.
+    // 8200 rows ≥ 2 × 4096 (MIN_TOKENS_PER_SPLIT): the split path with a ragged last split runs on any adapter.
     await runGram(ctx, 8200, 5, [{ seed: 11, ones: true, scale: 1 / 8200 }, { seed: 12, ones: true, rows: 8197 }]);
+    // Short splits as GPUs use them when tiles are few: 32 splits of 264 tokens; then three tiles (n = 131),
+    // 5 splits (not a power of two: uneven pairwise reduce), ragged last split.
+    await runGram(ctx, 8200, 5, [{ seed: 14, ones: true, splits: 32 }]);
+    await runGram(ctx, 1300, 130, [{ seed: 13, ones: true, scale: 0.5, splits: 5 }]);
     for (const [i, v] of GRAM_VARIANTS.entries()) await runGram(ctx, 45, i % 2 ? 68 : 71, [{ seed: 20 + i, ones: i % 2 === 0 }], v.name);
+  });
+
+  it('planGramSplits: occupancy for few tiles, 4096-token splits otherwise, bounds', () => {
+    const tilesOf = (n: number) => { const nt = Math.ceil(n / 128); return (nt * (nt + 1)) / 2; };
+    // K-FAC on OPT-125m: n = 769, 4096 tokens per call → 28 tiles; before: 1 split = 28 workgroups.
+    const s769 = planGramSplits(tilesOf(769), 4096, 769, 1 << 30);
+    expect(s769 * tilesOf(769)).toBeGreaterThanOrEqual(264);
+    expect(4096 / s769).toBeGreaterThanOrEqual(256);
+    // Many tiles (n = 3073: 300 tiles) keep whole 4096-token splits; long calls split at ≥ 4096 tokens.
+    expect(planGramSplits(tilesOf(3073), 4096, 3073, 1 << 30)).toBe(1);
+    expect(planGramSplits(tilesOf(3073), 65536, 3073, 1 << 30)).toBe(2);
+    // Bounds: never more than GRAM_MAX_SPLITS, never over the scratch limit, never < 1.
+    expect(planGramSplits(1, 1 << 22, 8, 1 << 30)).toBeLessThanOrEqual(GRAM_MAX_SPLITS);
+    expect(planGramSplits(28, 4096, 769, 3 * 769 * 769 * 4)).toBe(3);
+    expect(planGramSplits(28, 100, 769, 1 << 30)).toBe(1);
+    // CPU adapters (minWorkgroups 0) keep the 4096-token minimum; a forced count wins over the heuristic.
+    expect(planGramSplits(tilesOf(769), 4096, 769, 1 << 30, 0)).toBe(1);
+    expect(planGramSplits(tilesOf(769), 4096, 769, 1 << 30, 0, 7)).toBe(7);
   });
 
   it('mirrorLower on a non-multiple of 16', async () => {
@@ -93,6 +115,8 @@ describe('gram', () => {
     expect(() => gramAccumulate(ctx, x, ctx.zeros([4, 4]), { rows: 11 })).toThrow(/rows=11/);
     expect(() => gramAccumulate(ctx, ctx.zeros([40]), ctx.zeros([4, 4]))).toThrow(ShapeError);
     expect(() => gramAccumulate(ctx, x, ctx.zeros([4, 4]), { variant: 'x' })).toThrow(ShapeError);
+    expect(() => gramAccumulate(ctx, x, ctx.zeros([4, 4]), { splits: 0 })).toThrow(/splits=0/);
+    expect(() => gramAccumulate(ctx, x, ctx.zeros([4, 4]), { splits: GRAM_MAX_SPLITS + 1 })).toThrow(ShapeError);
     expect(() => mirrorLower(ctx, ctx.zeros([3, 4]))).toThrow(ShapeError);
   });
 });

@@ -2,6 +2,7 @@ import source from '../../shaders/gram.wgsl?raw';
 import { grid1d, packUniforms, type GpuContext, type KernelSpec } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { ShapeError } from '../gpu/errors';
+import { isCpuAdapter } from './matmul';
 
 const MAIN: KernelSpec = { name: 'gram', source, bindings: ['read', 'write'], uniform: true };
 const REDUCE: KernelSpec = { name: 'gram.reduce', source, entry: 'reduce', bindings: ['read', 'write'], uniform: true };
@@ -16,6 +17,8 @@ export interface GramOptions {
   rows?: number;
   /** Name of a GRAM_VARIANTS entry (benchmark sweeps); default GRAM_DEFAULT_VARIANT. */
   variant?: string;
+  /** Token splits (1..GRAM_MAX_SPLITS, tests/sweeps); default planGramSplits. Scratch bound still applies. */
+  splits?: number;
 }
 
 /** Square output tiles of 8·wt (wt×wt threads, 8×8 register block each), bk tokens per smem slice. */
@@ -43,8 +46,30 @@ export const GRAM_DEFAULT_VARIANT = '128x8';
 const TARGET_WORKGROUPS = 528;
 // A split must be long enough to amortise its partial write and the reduce pass.
 const MIN_TOKENS_PER_SPLIT = 4096;
+// Fewer workgroups than this leave SMs idle (H200: 132 SMs × 2 resident): with n = 769 (28 tiles) and
+// 4096-token calls the 4096-token minimum gave 28 workgroups; shorter splits then bring it to ≥ 264.
+// Not on CPU adapters: SwiftShader (2 cores) ran n = 257 × 4096 tokens 35% slower with 16 splits than 1.
+export const GRAM_MIN_WORKGROUPS = 264;
+// Shortest split when tiles are few: 2·256 flops per partial element written, still compute-bound on the H200
+// (≈ 7 flop/byte balance), and a shorter split only lowers the rounding bound (chunk + #chunks shrink).
+const MIN_TOKENS_PER_SPLIT_FEW = 256;
+// The reduce pass adds the partials pairwise in a private array of this size (gram.wgsl SMAX).
+export const GRAM_MAX_SPLITS = 64;
 // Scratch for split partials stays below this (S·n²·4 bytes).
 const MAX_SCRATCH_BYTES = 256 << 20;
+
+/**
+ * Token splits for one call: `tiles` lower-triangle tiles, `rows` tokens, n²·4-byte partials; splits of
+ * ≥ MIN_TOKENS_PER_SPLIT_FEW are added while fewer than `minWorkgroups` would run; `forced` overrides.
+ */
+export function planGramSplits(
+  tiles: number, rows: number, n: number, maxBindingBytes: number, minWorkgroups = GRAM_MIN_WORKGROUPS, forced?: number,
+): number {
+  let s = Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(rows / MIN_TOKENS_PER_SPLIT));
+  if (tiles * Math.max(s, 1) < minWorkgroups) s = Math.max(s, Math.min(Math.ceil(minWorkgroups / tiles), Math.floor(rows / MIN_TOKENS_PER_SPLIT_FEW)));
+  if (forced !== undefined) s = forced;
+  return Math.max(1, Math.min(s, GRAM_MAX_SPLITS, Math.floor(Math.min(MAX_SCRATCH_BYTES, maxBindingBytes) / (n * n * 4))));
+}
 
 function variantByName(name: string): GramVariant {
   const v = GRAM_VARIANTS.find((x) => x.name === name);
@@ -55,8 +80,8 @@ function variantByName(name: string): GramVariant {
 /**
  * acc += scale · X'ᵀX' on the lower triangle (upper untouched), X' = [x[:rows] | 1] with `ones`.
  * x: [T, d] f32; acc: [n, n], n = d + (ones ? 1 : 0). Records dispatches only; never reads back.
- * Error model: blocked summation in chunks of ≈√tokens ⇒ |err_ij| ≲ 2√T·eps·|scale|·Σ_t|x'_ti x'_tj|
- * (worst case; see shaders/gram.wgsl).
+ * Error model: blocked summation in chunks of c ≈ √(T/S) tokens per split, S ≤ 64 splits added pairwise ⇒
+ * |err_ij| ≲ (2√(T/S) + ⌈log2 S⌉ + 4)·u·|scale|·Σ_t|x'_ti x'_tj| ≤ 2√T·eps·… (worst case; see shaders/gram.wgsl).
  */
 export function gramAccumulate(ctx: GpuContext, x: Tensor, acc: Tensor, opts: GramOptions = {}): void {
   if (x.shape.length !== 2 || x.dtype !== 'f32') throw new ShapeError(`gram: x must be a 2-D f32 [T, d] tensor, got [${x.shape}] ${x.dtype}`);
@@ -77,12 +102,10 @@ export function gramAccumulate(ctx: GpuContext, x: Tensor, acc: Tensor, opts: Gr
   if (tiles > ctx.limits.maxComputeWorkgroupsPerDimension) throw new ShapeError(`gram: n=${n} needs ${tiles} tiles, above the workgroup grid limit`);
   const bk = v.bk;
   const roundUp = (a: number, m: number) => Math.ceil(a / m) * m;
-  let splits = Math.max(1, Math.min(
-    Math.ceil(TARGET_WORKGROUPS / tiles),
-    Math.floor(rows / MIN_TOKENS_PER_SPLIT),
-    Math.floor(MAX_SCRATCH_BYTES / (n * n * 4)),
-    Math.floor(ctx.limits.maxStorageBufferBindingSize / (n * n * 4)),
-  ));
+  if (opts.splits !== undefined && !(Number.isInteger(opts.splits) && opts.splits >= 1 && opts.splits <= GRAM_MAX_SPLITS)) {
+    throw new ShapeError(`gram: splits=${opts.splits} must be an integer in [1, ${GRAM_MAX_SPLITS}]`);
+  }
+  let splits = planGramSplits(tiles, rows, n, ctx.limits.maxStorageBufferBindingSize, isCpuAdapter(ctx) ? 0 : GRAM_MIN_WORKGROUPS, opts.splits);
   const tokensPerSplit = roundUp(Math.ceil(rows / splits), bk);
   splits = Math.ceil(rows / tokensPerSplit); // every split has ≥ 1 token (its partial slice is written)
   // Chunk ≈ √(tokens per split): balances in-chunk and across-chunk rounding error.

@@ -1,9 +1,11 @@
 import source from '../../shaders/matmul.wgsl?raw';
-import { packUniforms, type GpuContext, type KernelSpec } from '../gpu/context';
+import { grid1d, packUniforms, type GpuContext, type KernelSpec } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { LimitExceededError, ShapeError } from '../gpu/errors';
 
 const SPEC: KernelSpec = { name: 'matmul', source, bindings: ['read', 'read', 'read', 'write'], uniform: true };
+const REG: KernelSpec = { name: 'matmul.reg', source, entry: 'reg', bindings: ['read', 'read', 'read', 'write'], uniform: true };
+const REDUCE: KernelSpec = { name: 'matmul.reduce', source, entry: 'reduce', bindings: ['read', 'read', 'write'], uniform: true };
 
 export interface MatmulOptions {
   /** a is stored [.., K, M] and used as its transpose. */
@@ -18,11 +20,16 @@ export interface MatmulOptions {
   accumulate?: boolean;
   /** Result scaled by alpha (default 1) before bias/accumulate. */
   alpha?: number;
-  /** Name of a MATMUL_VARIANTS entry; default: chosen from the output size. */
+  /** Name of a MATMUL_VARIANTS entry; default: chosen from the output size and the adapter. */
   variant?: string;
+  /** Number of K splits (1 = none, at most SPLIT_MAX); default: chosen from K and the output size (planSplitK). */
+  splitK?: number;
 }
 
-/** A tile configuration: WX×WY threads, each an 8×8 register block → (8·WY)×(8·WX) tile, K slice BK. */
+/**
+ * A tile configuration. Tiled (workgroup memory): WX×WY threads, each an 8×8 register block →
+ * (8·WY)×(8·WX) tile, K slice BK. `reg`: no workgroup memory, each thread a 4×4 block → (4·WY)×(4·WX).
+ */
 export interface MatmulVariant {
   name: string;
   wx: number;
@@ -30,10 +37,16 @@ export interface MatmulVariant {
   bk: number;
   /** Double-buffered workgroup memory (one barrier per K slice instead of two). */
   db?: boolean;
+  /** Register-tiled kernel without workgroup memory or barriers (CPU adapters). */
+  reg?: boolean;
+  /** reg only: 4×4 sub-blocks per thread along M and N (1 or 2 each). */
+  rm?: number;
+  rn?: number;
 }
 
 /**
- * Sweepable tile shapes (override constants). Workgroup memory = (8·wy + 8·wx)·bk·4 bytes.
+ * Sweepable tile shapes (override constants). Tiled: workgroup memory = (8·wy + 8·wx)·bk·4 bytes;
+ * REG: none (bk unused; the kernel steps k by 4).
  * 128×128 tiles give the highest arithmetic intensity (64 FMAs per 4 vec4 smem reads per thread);
  * smaller tiles exist so small outputs still fill the GPU.
  */
@@ -49,24 +62,80 @@ export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   { name: '64x64x8', wx: 8, wy: 8, bk: 8 },
   { name: '64x64x16', wx: 8, wy: 8, bk: 16 },
   { name: '32x32x8', wx: 4, wy: 4, bk: 8 },
+  // REG (no workgroup memory): tile = (4·rm·wy)×(4·rn·wx), each thread a (4·rm)×(4·rn) block.
+  { name: 'reg64x64', wx: 8, wy: 8, bk: 4, reg: true, rm: 2, rn: 2 },
+  { name: 'reg128x128', wx: 16, wy: 16, bk: 4, reg: true, rm: 2, rn: 2 },
+  { name: 'reg32x64', wx: 8, wy: 8, bk: 4, reg: true, rm: 1, rn: 2 },
+  { name: 'reg64x32', wx: 8, wy: 8, bk: 4, reg: true, rm: 2, rn: 1 },
+  { name: 'reg32x32', wx: 8, wy: 8, bk: 4, reg: true, rm: 1, rn: 1 },
 ];
 
 // H200 (Dawn/Vulkan, fp32), TFLOP/s: 4096³ 128x128x8 34–36, 128x128x16 23–26, 128x128x32 16, 64x128x8 27.5,
 // 64x64x8 19.6; 2048³ 30–33 / 24–26 / 15 / 25 / 19. cuBLAS fp32 (TF32 off) 50–51 at both sizes.
 // BK = 8 likely wins because its smaller prefetch staging keeps ≤ 128 registers (2 workgroups per SM).
 export const MATMUL_DEFAULT_VARIANT = '128x128x8';
+// SwiftShader (2 cores, shared), [256,64]·[64,50272]ᵀ in GFLOP/s per CPU-second: every tiled variant 0.18–0.27;
+// reg32x32 0.93, reg32x64 1.16, reg64x32 1.13, reg64x64 1.41–1.46 (8×8 blocks: 16 vec4 loads per 256 FMAs);
+// 16×16, 16×4, 4×16 or 4×4 threads with 8×8 blocks all within ±10% of 8×8 threads.
+export const MATMUL_CPU_VARIANT = 'reg64x64';
 
 // Below this many 128×128 tiles a smaller tile is used. On the H200 128x128x8 beat every smaller tile
 // at 512³–4096³ (512³: 16 workgroups, 2.2 vs ≤ 1.9 TFLOP/s), so only tiny outputs switch.
 const MIN_WORKGROUPS = 8;
 
-/** Default tile choice for an M×N output (times batch). */
-export function pickMatmulVariant(m: number, n: number, batch: number): MatmulVariant {
+/** Default tile choice for an M×N output (times batch); `cpu`: a fallback/software adapter. */
+export function pickMatmulVariant(m: number, n: number, batch: number, cpu = false): MatmulVariant {
+  if (cpu) {
+    // An 8-row (8-col) thread block on a 1..4-row (col) output would compute up to 8× the needed products.
+    if (m <= 4) return variantByName(n <= 4 ? 'reg32x32' : 'reg32x64');
+    return variantByName(n <= 4 ? 'reg64x32' : MATMUL_CPU_VARIANT);
+  }
   for (const name of [MATMUL_DEFAULT_VARIANT, '64x64x8']) {
     const v = variantByName(name);
     if (Math.ceil(m / (8 * v.wy)) * Math.ceil(n / (8 * v.wx)) * batch >= MIN_WORKGROUPS) return v;
   }
   return variantByName('32x32x8');
+}
+
+/** Software/CPU adapters (SwiftShader, llvmpipe/lavapipe): barriers are expensive there, so the REG kernel wins. */
+export function isCpuAdapter(ctx: GpuContext): boolean {
+  const i = ctx.gpu.info;
+  return i.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(`${i.architecture} ${i.device} ${i.description}`);
+}
+
+// ---- split-K -------------------------------------------------------------------------------------
+// Error model (fp32, u = 2⁻²⁴): a split sums its kSplit products sequentially, the reduce pass adds the
+// S partials pairwise, so |ĉ − c| ≲ (kSplit + ⌈log2 S⌉ + 2)·u·|alpha|·Σ_k|a_ik b_kj| (worst case; typical
+// errors grow like the square root) instead of K·u for the unsplit kernel.
+/** Below this K no automatic split: K·u ≤ 2.4e-4 worst case, and the output tiles usually fill the GPU. */
+export const SPLIT_MIN_K = 4096;
+/** Longest sequential fp32 run per output element once K ≥ SPLIT_MIN_K (50272 → 25 splits of 2016). */
+export const SPLIT_SEQ_K = 2048;
+/** Shortest split added for occupancy: its 2·M·N·len flops must dwarf its M·N·8 bytes of partial traffic. */
+const SPLIT_MIN_LEN = 512;
+/** Occupancy target: H200 132 SMs × 2 resident 256-thread workgroups. */
+const SPLIT_TARGET_WORKGROUPS = 264;
+/** Most splits: the reduce pass keeps them in a private array of this size (matmul.wgsl SMAX). */
+export const SPLIT_MAX = 64;
+/** Split boundaries are multiples of this (of every BK, and of the REG kernel's 4-wide k step). */
+const SPLIT_ALIGN = 32;
+/** Scratch for the partials stays below this (S·batch·M·N·4 bytes). */
+const SPLIT_MAX_SCRATCH = 256 << 20;
+
+/**
+ * Number of K splits and K per split. `tileWorkgroups`: workgroups of the unsplit dispatch.
+ * `forced` (MatmulOptions.splitK) overrides the heuristic; the scratch bound always applies.
+ */
+export function planSplitK(
+  M: number, N: number, K: number, batch: number, tileWorkgroups: number, scratchBytes: number, forced?: number,
+): { splits: number; kSplit: number } {
+  let s: number;
+  if (forced !== undefined) s = forced;
+  else if (K < SPLIT_MIN_K) s = 1;
+  else s = Math.max(Math.ceil(K / SPLIT_SEQ_K), Math.min(Math.ceil(SPLIT_TARGET_WORKGROUPS / tileWorkgroups), Math.floor(K / SPLIT_MIN_LEN)));
+  s = Math.max(1, Math.min(s, SPLIT_MAX, Math.floor(Math.min(SPLIT_MAX_SCRATCH, scratchBytes) / (batch * M * N * 4))));
+  const kSplit = Math.ceil(Math.ceil(K / s) / SPLIT_ALIGN) * SPLIT_ALIGN;
+  return { splits: Math.ceil(K / kSplit), kSplit };
 }
 
 function variantByName(name: string): MatmulVariant {
@@ -86,7 +155,8 @@ function dims(name: string, t: Tensor): { batch: number; r: number; c: number } 
 /**
  * C = alpha·op(A)·op(B) (+ bias) (+ out if accumulate). a: [M,K] or [batch,M,K]; b: [K,N] or [batch,K,N]
  * (transposed storage with transA/transB); a 2-D operand broadcasts over the other's batch.
- * Records one dispatch; never reads back.
+ * Records one dispatch (two with split-K: partial products into pooled scratch, then a pairwise reduce
+ * that applies alpha/bias/accumulate); never reads back.
  */
 export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const da = dims('a', a);
@@ -98,40 +168,67 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
   }
   if (da.batch && db.batch && da.batch !== db.batch) throw new ShapeError(`matmul: batch sizes differ: a [${a.shape}], b [${b.shape}]`);
   const batch = Math.max(da.batch, db.batch);
+  const nb = Math.max(batch, 1);
   const outShape = batch ? [batch, M, N] : [M, N];
   if (opts.bias) {
     if (opts.bias.size !== N || opts.bias.dtype !== 'f32') throw new ShapeError(`matmul: bias must have N=${N} f32 entries, got [${opts.bias.shape}]`);
   }
   if (opts.accumulate && !opts.out) throw new ShapeError('matmul: accumulate requires out');
+  if (opts.splitK !== undefined && !(Number.isInteger(opts.splitK) && opts.splitK >= 1 && opts.splitK <= SPLIT_MAX)) {
+    throw new ShapeError(`matmul: splitK=${opts.splitK} must be an integer in [1, ${SPLIT_MAX}]`);
+  }
+  const v = opts.variant ? variantByName(opts.variant) : pickMatmulVariant(M, N, nb, isCpuAdapter(ctx));
+  const tm = (v.reg ? 4 * (v.rm ?? 1) : 8) * v.wy; // output tile rows
+  const tn = (v.reg ? 4 * (v.rn ?? 1) : 8) * v.wx; // output tile cols
+  const lim = ctx.limits;
+  const split = planSplitK(M, N, K, nb, Math.ceil(N / tn) * Math.ceil(M / tm) * nb,
+    Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize), opts.splitK);
+  const grid: [number, number, number] = [Math.ceil(N / tn), Math.ceil(M / tm), nb * split.splits];
+  if (grid.some((g) => g > lim.maxComputeWorkgroupsPerDimension)) throw new ShapeError(`matmul: grid [${grid}] for [${outShape}] exceeds the workgroup grid limit`);
+  const smem = v.reg ? 0 : (8 * v.wx + 8 * v.wy) * v.bk * 4 * (v.db ? 2 : 1);
+  if (smem > lim.maxComputeWorkgroupStorageSize) {
+    throw new LimitExceededError('maxComputeWorkgroupStorageSize', smem, lim.maxComputeWorkgroupStorageSize, `matmul variant ${v.name}`);
+  }
   const out = opts.out ?? ctx.empty(outShape);
   if (opts.out) {
     const s = opts.out.shape;
-    if (opts.out.size !== M * N * Math.max(batch, 1) || s[s.length - 1] !== N || opts.out.dtype !== 'f32') {
+    if (opts.out.size !== M * N * nb || s[s.length - 1] !== N || opts.out.dtype !== 'f32') {
       throw new ShapeError(`matmul: out must have shape [${outShape}], got [${s}]`);
     }
     if (opts.out.buffer === a.buffer || opts.out.buffer === b.buffer || opts.out.buffer === opts.bias?.buffer) {
       throw new ShapeError('matmul: out must not alias a, b or bias');
     }
   }
-  const v = opts.variant ? variantByName(opts.variant) : pickMatmulVariant(M, N, Math.max(batch, 1));
-  const grid: [number, number, number] = [Math.ceil(N / (8 * v.wx)), Math.ceil(M / (8 * v.wy)), Math.max(batch, 1)];
-  if (grid.some((g) => g > ctx.limits.maxComputeWorkgroupsPerDimension)) throw new ShapeError(`matmul: grid [${grid}] for [${outShape}] exceeds the workgroup grid limit`);
-  const smem = (8 * v.wx + 8 * v.wy) * v.bk * 4 * (v.db ? 2 : 1);
-  if (smem > ctx.limits.maxComputeWorkgroupStorageSize) {
-    throw new LimitExceededError('maxComputeWorkgroupStorageSize', smem, ctx.limits.maxComputeWorkgroupStorageSize, `matmul variant ${v.name}`);
-  }
+  const splitting = split.splits > 1;
   // vec4 loads need the contiguous dimension of both stored operands to be a multiple of 4.
   const vec4 = da.c % 4 === 0 && db.c % 4 === 0;
+  const alpha = opts.alpha ?? 1;
   const uniforms = packUniforms([
     ['u32', M], ['u32', N], ['u32', K], ['u32', da.batch ? M * K : 0],
-    ['u32', db.batch ? K * N : 0], ['f32', opts.alpha ?? 1], ['u32', 0], ['u32', 0],
+    ['u32', db.batch ? K * N : 0], ['f32', alpha], ['u32', splitting ? split.kSplit : 0], ['u32', splitting ? nb : 0],
   ]);
-  const overrides = {
-    WX: v.wx, WY: v.wy, BK: v.bk,
+  // With split-K the epilogue (bias, accumulate) runs in the reduce pass, so the product kernel skips it.
+  const overrides: Record<string, number> = {
+    WX: v.wx, WY: v.wy,
     TRANS_A: opts.transA ? 1 : 0, TRANS_B: opts.transB ? 1 : 0,
-    HAS_BIAS: opts.bias ? 1 : 0, ACCUM: opts.accumulate ? 1 : 0,
+    HAS_BIAS: opts.bias && !splitting ? 1 : 0, ACCUM: opts.accumulate && !splitting ? 1 : 0,
   };
-  // Without bias, bind a (read-only, already bound) as a placeholder: read and write usages may not alias.
-  ctx.dispatch(SPEC, { defines: { VEC4: vec4, DB: !!v.db }, overrides }, [a, b, opts.bias ?? a, out], grid, uniforms);
+  if (v.reg) Object.assign(overrides, { RM: v.rm ?? 1, RN: v.rn ?? 1 });
+  else overrides.BK = v.bk;
+  const defines = { VEC4: vec4, DB: !!v.db && !v.reg, REG: !!v.reg, SPLITK: splitting };
+  const spec = v.reg ? REG : SPEC;
+  if (!splitting) {
+    // Without bias, bind a (read-only, already bound) as a placeholder: read and write usages may not alias.
+    ctx.dispatch(spec, { defines, overrides }, [a, b, opts.bias ?? a, out], grid, uniforms);
+    return out;
+  }
+  const total = nb * M * N;
+  const partials = ctx.empty([split.splits * total]);
+  ctx.dispatch(spec, { defines, overrides }, [a, b, a, partials], grid, uniforms);
+  ctx.dispatch(REDUCE, { defines: { REDUCE: true }, overrides: { HAS_BIAS: opts.bias ? 1 : 0, ACCUM: opts.accumulate ? 1 : 0 } },
+    [partials, opts.bias ?? partials, out], grid1d(Math.ceil(total / 256)),
+    packUniforms([['u32', total], ['u32', N], ['u32', split.splits], ['f32', alpha]]));
+  // Safe to pool right away: a later user of this buffer is ordered after these dispatches.
+  partials.dispose();
   return out;
 }
