@@ -61,3 +61,15 @@ export function writeJson(path: string, data: unknown): void {
   writeFileSync(path, JSON.stringify(data, null, 2) + '\n');
   console.log(`wrote ${path}`);
 }
+
+/** With --profile: per-kernel GPU time table (timestamp queries) for everything run since enableProfiling(). */
+export async function printProfile(ctx: GpuContext, title: string): Promise<Array<{ kernel: string; calls: number; ms: number }>> {
+  if (!ctx.profiler) return [];
+  await ctx.sync();
+  const r = await ctx.profiler.report();
+  ctx.profiler.reset();
+  const total = r.reduce((a, k) => a + k.ms, 0);
+  console.log(`GPU time by kernel — ${title} (${total.toFixed(1)} ms in all; one pass per dispatch while profiling)`);
+  table(r.slice(0, 20).map((k) => ({ kernel: k.kernel, calls: k.calls, ms: k.ms, share: k.ms / total })));
+  return r;
+}

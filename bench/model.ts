@@ -3,7 +3,7 @@
  *  - dense perplexity per ALGORITHM §10 vs FIXTURES.md and vs transformers on the same GPU
  *  - K-FAC A and G (4 × 256 tokens) vs PyTorch hooks: relative Frobenius error per prunable layer
  *  - timed K-FAC pass with peak memory: opt-mini 128 × 2048, and an OPT-125m-shaped random model
- *   node dist-node/model.mjs --models <dir with opt-micro, opt-mini> --data <dir with *.i32> [--torch] [--quick] [--out f]
+ *   node dist-node/model.mjs --models <dir with opt-micro, opt-mini> --data <dir with *.i32> [--torch] [--quick] [--profile] [--out f]
  * Token ids travel as raw little-endian int32 files (test.i32 = WikiText-2 test joined per §10, calib.i32).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { GpuContext } from '../src/gpu/context';
 import { loadCheckpoint, parseOptConfig, calibrationWindows, type LoadedCheckpoint } from '../src/io/index';
 import { OptModel, perplexity, accumulateKfac } from '../src/model/index';
-import { arg, table, writeJson } from './harness';
+import { arg, printProfile, table, writeJson } from './harness';
 
 const FIXTURE_PPL: Record<string, Record<number, number>> = {
   // FIXTURES.md (transformers 5.17, fp32 compute)
@@ -76,6 +76,7 @@ async function main() {
   const testIds = i32(`${dataDir}/test.i32`);
   const calibIds = i32(`${dataDir}/calib.i32`);
   const rows: Array<Record<string, unknown>> = [];
+  const profiles: Record<string, unknown> = {};
 
   // 1. dense perplexity
   const pplCases: Array<[string, number]> = quick ? [['opt-micro', 256]] : [['opt-micro', 2048], ['opt-micro', 512], ['opt-micro', 256], ['opt-mini', 2048]];
@@ -145,6 +146,15 @@ async function main() {
     await ctx.sync();
     const secs = (performance.now() - t0) / 1000;
     const peak = ctx.pool.peakBytesInUse - base;
+    if (arg('profile') !== undefined) {
+      // A second, profiled pass: where the K-FAC time goes, kernel by kernel.
+      ctx.enableProfiling();
+      const again = await accumulateKfac(ctx, model, t.ids!.slice(0, 16));
+      const seen2 = new Set<unknown>();
+      for (const v of again.values()) for (const x of [v.A, v.G]) if (!seen2.has(x)) { seen2.add(x); x.dispose(); }
+      profiles[t.name] = await printProfile(ctx, `${t.name}, 16 sequences`);
+      ctx.profiler = null;
+    }
     const tt = tTime[i];
     rows.push({ check: 'kfac-time', model: t.name, sequences: t.nseq, seqlen: T, ours_s: secs, ours_peak_mb: peak / 2 ** 20, model_mb: base / 2 ** 20, torch_s: tt.seconds ?? null, torch_peak_mb: tt.peak_bytes ? (tt.peak_bytes as number) / 2 ** 20 : null, ratio: tt.seconds ? (tt.seconds as number) / secs : null });
     const seen = new Set<unknown>();
@@ -154,7 +164,7 @@ async function main() {
   }
 
   for (const kind of ['ppl', 'kfac', 'kfac-time']) table(rows.filter((r) => r.check === kind) as Array<Record<string, string | number | null>>);
-  writeJson(out, { adapter: ctx.gpu.info, date: new Date().toISOString(), quick, results: rows });
+  writeJson(out, { adapter: ctx.gpu.info, date: new Date().toISOString(), quick, results: rows, profiles });
   ctx.destroy();
 }
 

@@ -106,3 +106,24 @@ describe('gpu runtime', () => {
     void t;
   });
 });
+
+describe('profiler', () => {
+  it('sums GPU time per kernel from timestamp queries', async () => {
+    const ctx = await GpuContext.create();
+    expect(ctx.gpu.features.has('timestamp-query')).toBe(true); // SwiftShader and the H200 both have it
+    expect(ctx.enableProfiling()).toBe(true);
+    const x = ctx.upload(new Float32Array(4096).fill(1));
+    for (let i = 0; i < 600; i++) scale(ctx, x, 2).dispose(); // > one query set: forces a mid-run flush
+    const m = ctx.upload(new Float32Array(64 * 64).fill(1), [64, 64]);
+    diagonal(ctx, m).dispose();
+    await ctx.sync();
+    const r = await ctx.profiler!.report();
+    const byName = new Map(r.map((k) => [k.kernel, k]));
+    expect(byName.get('diag.extract')?.calls).toBe(1);
+    const sc = [...byName.values()].find((k) => k.calls === 600);
+    expect(sc).toBeTruthy();
+    for (const k of r) expect(k.ms).toBeGreaterThanOrEqual(0);
+    expect(r.reduce((a, k) => a + k.ms, 0)).toBeGreaterThan(0);
+    ctx.destroy();
+  });
+});

@@ -3,6 +3,7 @@ import { DeviceLostError, GpuValidationError } from './errors';
 import { BufferPool } from './pool';
 import { Tensor, type DType } from './tensor';
 import { preprocess } from './wgsl';
+import { Profiler } from './profiler';
 
 export type BindingKind = 'read' | 'write';
 
@@ -48,6 +49,8 @@ export class GpuContext {
   private layouts = new Map<string, GPUBindGroupLayout>();
   private bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
+  /** Set by enableProfiling(): per-kernel GPU times from timestamp queries. */
+  profiler: Profiler | null = null;
   /** Number of queue submits so far (for tests of batching). */
   submits = 0;
 
@@ -217,7 +220,15 @@ export class GpuContext {
       dynOffset = [off];
     }
     const bindGroup = this.bindGroupFor(spec, layout, tensors);
-    if (!this.pass) this.pass = this.enc().beginComputePass();
+    if (this.profiler) {
+      this.endPass();
+      let tw = this.profiler.next(spec.name);
+      if (!tw) {
+        this.flush();
+        tw = this.profiler.next(spec.name)!;
+      }
+      this.pass = this.enc().beginComputePass({ timestampWrites: tw });
+    } else if (!this.pass) this.pass = this.enc().beginComputePass();
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup, dynOffset);
     this.pass.dispatchWorkgroups(x, y, z);
@@ -260,7 +271,9 @@ export class GpuContext {
     if (this.uniformUsed) {
       this.device.queue.writeBuffer(this.uniformRing, 0, this.uniformStage, 0, this.uniformUsed * UNIFORM_SLOT);
     }
+    this.profiler?.resolve(this.encoder);
     this.device.queue.submit([this.encoder.finish()]);
+    this.profiler?.submitted();
     this.submits++;
     this.encoder = null;
     this.dispatches = 0;
@@ -272,6 +285,14 @@ export class GpuContext {
     this.flush();
     await Promise.race([this.device.queue.onSubmittedWorkDone(), this.gpu.lost.then((e) => Promise.reject(e))]);
     this.check();
+  }
+
+  /** Time every dispatch with timestamp queries (needs the 'timestamp-query' feature; returns false without it). */
+  enableProfiling(): boolean {
+    if (!this.gpu.features.has('timestamp-query')) return false;
+    this.flush();
+    this.profiler ??= new Profiler(this.device);
+    return true;
   }
 
   /** Free pooled (unused) GPU memory and the bind groups that may reference it. */
