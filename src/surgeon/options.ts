@@ -6,10 +6,11 @@
 import { SurgeonError } from '../errors';
 import { ShapeError } from '../gpu/errors';
 import type { PrunableLayer } from '../model/opt';
+import type { LoraOptions } from './lora';
 
 export type Structure = 'rows-cols' | 'element' | '2:4' | `${number}:${number}`;
 export type Method = 'surgeon' | 'kobd' | 'lobd' | 'magnitude';
-export type Phase = 'curvature' | 'costs' | 'threshold' | 'update' | 'eval';
+export type Phase = 'curvature' | 'costs' | 'threshold' | 'update' | 'lora' | 'eval';
 
 export interface PruneProgress { phase: Phase; shot: number; shots: number; layer?: string; fraction: number; etaSeconds?: number }
 
@@ -32,12 +33,14 @@ export interface PruneOptions {
   maxChunk?: number;
   /** Per-shot perplexity on these ids. */
   evaluate?: { ids: Int32Array; seqlen: number; windows?: number };
+  /** Low-rank first-order correction after every shot (ALGORITHM.md §8); true = defaults. */
+  lora?: LoraOptions | boolean;
   onProgress?: (p: PruneProgress) => void;
   signal?: AbortSignal;
 }
 
 export interface PruneReport {
-  shots: Array<{ shot: number; target: number; achieved: number; ppl?: number; seconds: Record<string, number> }>;
+  shots: Array<{ shot: number; target: number; achieved: number; ppl?: number; seconds: Record<string, number>; lora?: { steps: number; lossBefore: number; lossAfter: number } }>;
   layers: Array<{ name: string; type: string; params: number; zeros: number; rowsRemoved?: number; colsRemoved?: number }>;
   byModuleType: Record<string, { params: number; zeros: number }>;
   /** zeros / params over the pruned layers' W' (bias column included). */
@@ -65,6 +68,37 @@ export interface Resolved {
   lambdaA: number;
   independent: boolean;
   maxChunk: number;
+  /** Resolved low-rank correction settings (undefined: off). */
+  lora?: ResolvedLora;
+}
+
+export interface ResolvedLora {
+  rank: number; alpha: number; scale: number; targets: 'attention' | 'all';
+  lr: number; epochs: number; fraction: number; batch?: number; seed: number;
+}
+
+const LORA_KEYS = ['rank', 'alpha', 'targets', 'lr', 'epochs', 'fraction', 'batch', 'seed'];
+
+/** Validate LoRA options (PruneConfigError naming the field) and fill in the defaults of ALGORITHM.md §8. */
+export function resolveLora(o: LoraOptions, layers: readonly PrunableLayer[], defaultSeed = 0): ResolvedLora {
+  if (!o || typeof o !== 'object') throw new PruneConfigError('lora: options object or boolean expected');
+  for (const k of Object.keys(o)) if (!LORA_KEYS.includes(k)) throw new PruneConfigError(`lora: unknown option '${k}' (${LORA_KEYS.join(', ')})`);
+  const num = (k: string, v: unknown, ok: (x: number) => boolean, what: string): void => {
+    if (v !== undefined && !(typeof v === 'number' && ok(v))) throw new PruneConfigError(`lora.${k} must be ${what}, got ${String(v)}`);
+  };
+  num('rank', o.rank, (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
+  num('alpha', o.alpha, (x) => Number.isFinite(x) && x > 0, 'a finite number > 0');
+  num('lr', o.lr, (x) => Number.isFinite(x) && x >= 0, 'a finite number ≥ 0');
+  num('epochs', o.epochs, (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
+  num('fraction', o.fraction, (x) => x > 0 && x <= 1, 'in (0, 1]');
+  num('batch', o.batch, (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
+  num('seed', o.seed, (x) => Number.isInteger(x), 'an integer');
+  const targets = o.targets ?? 'attention';
+  if (targets !== 'attention' && targets !== 'all') throw new PruneConfigError(`lora.targets must be 'attention' or 'all', got ${String(targets)}`);
+  const rank = o.rank ?? 8, alpha = o.alpha ?? rank;
+  const maxRank = Math.min(...layers.filter((L) => targets === 'all' || L.name.includes('.self_attn.')).map((L) => Math.min(L.R, L.C)));
+  if (rank > maxRank) throw new PruneConfigError(`lora.rank ${rank} exceeds min(out, in) = ${maxRank} of the smallest adapted layer`);
+  return { rank, alpha, scale: alpha / rank, targets, lr: o.lr ?? 1e-4, epochs: o.epochs ?? 1, fraction: o.fraction ?? 0.025, batch: o.batch, seed: o.seed ?? defaultSeed };
 }
 
 const METHODS: readonly Method[] = ['surgeon', 'kobd', 'lobd', 'magnitude'];
@@ -106,6 +140,9 @@ export function resolveOptions(o: PruneOptions, layers: readonly PrunableLayer[]
     if (!(ids instanceof Int32Array) || !Number.isInteger(seqlen) || seqlen < 2) throw new PruneConfigError('evaluate needs ids (Int32Array) and an integer seqlen ≥ 2');
   }
   const correlate = o.maxCorrelate ?? Infinity;
+  if (o.lora !== undefined && typeof o.lora !== 'boolean' && (o.lora === null || typeof o.lora !== 'object')) throw new PruneConfigError('lora must be a boolean or an options object');
+  const lora = o.lora ? resolveLora(o.lora === true ? {} : o.lora, layers, o.seed ?? 0) : undefined;
+  if (lora && calib.length === 0) throw new PruneConfigError('lora needs calibration windows to train on');
   return {
     structured, nm, method,
     shots: o.shots ?? (structured ? 40 : 5),
@@ -113,5 +150,6 @@ export function resolveOptions(o: PruneOptions, layers: readonly PrunableLayer[]
     lambdaA: o.lambdaA ?? 0.01,
     independent: correlate === 1,
     maxChunk: Math.min(o.maxChunk ?? DEFAULT_CHUNK, correlate),
+    lora,
   };
 }

@@ -20,7 +20,7 @@
 
 import type { GpuContext } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
-import { scatter2d, unpackLinear } from '../kernels/gather';
+import { packLinear, scatter2d, unpackLinear } from '../kernels/gather';
 import { groupCosts, groupMask, zeroSelected } from '../kernels/obs';
 import { countZeros } from '../kernels/reduce';
 import { kthSmallestTensor, maskLessEqual } from '../kernels/select';
@@ -29,8 +29,9 @@ import { accumulateKfac, type KfacResult } from '../model/kfac';
 import type { OptModel } from '../model/opt';
 import { buildProblems, disposeProblem, invertProblems, layerType, type LayerProblem } from './curvature';
 import { elementCosts, rowColCosts, rowColOffsets } from './costs';
-import { PruneAbortedError, resolveOptions, type Phase, type PruneOptions, type PruneReport, type Resolved } from './options';
+import { PruneAbortedError, PruneConfigError, resolveOptions, type Phase, type PruneOptions, type PruneReport, type Resolved } from './options';
 import { kthIndex, structuredThreshold } from './threshold';
+import { loraCorrect, type LoraResult } from './lora';
 import { elementUpdate, liveMasks, PivotChecks } from './update-elements';
 import { structuredUpdate } from './update-structured';
 
@@ -121,6 +122,37 @@ async function elementShot(s: ShotCtx, time: (p: Phase) => void): Promise<void> 
   }
 }
 
+/**
+ * Resuming and checkpointing (src/api's jobs), additive to PruneOptions. Shot t only depends on the
+ * weights after shot t−1, the calibration windows and the options, so a job restarted at `startShot`
+ * from the weights saved after that shot yields bit-identical weights to an uninterrupted run.
+ */
+export interface PruneRunOptions {
+  /** Shots already applied to the model's weights (0…T); the loop starts at shot startShot + 1. */
+  startShot?: number;
+  /** Report entries of those earlier shots, copied to the front of report.shots. */
+  priorShots?: PruneReport['shots'];
+  /** Awaited after every shot (after its evaluation), the model holding the weights so far. */
+  onShotEnd?: (shot: number, entry: PruneReport['shots'][number]) => void | Promise<void>;
+  /** Calibration sequences per K-FAC forward/backward (default: accumulateKfac's ⌊4096 / T⌋). */
+  batch?: number;
+}
+
+/** Exact zeros of every layer's W' (used when no shot runs, e.g. resuming a finished job). */
+async function countLayerZeros(ctx: GpuContext, model: OptModel, layers: ReturnType<OptModel['prunableLayers']>): Promise<Uint32Array> {
+  const counts = ctx.zeros([layers.length], 'u32');
+  layers.forEach((L, l) => {
+    const Wp = packLinear(ctx, model.weight(`${L.name}.weight`), model.weight(`${L.name}.bias`));
+    const z = countZeros(ctx, Wp);
+    ctx.copy(z, counts, 0, l * 4, 4);
+    z.dispose();
+    Wp.dispose();
+  });
+  const out = await ctx.readU32(counts);
+  counts.dispose();
+  return out;
+}
+
 function disposeKfac(kfac: Map<string, KfacResult> | undefined): void {
   if (!kfac) return;
   const seen = new Set<Tensor>();
@@ -131,23 +163,25 @@ function disposeKfac(kfac: Map<string, KfacResult> | undefined): void {
  * Prune the model's prunable layers in place on the GPU (see the file comment). Validates the
  * options first (PruneConfigError, ShapeError); throws PruneAbortedError when `signal` aborts.
  */
-export async function pruneModel(ctx: GpuContext, model: OptModel, calib: Int32Array[], opts: PruneOptions): Promise<PruneReport> {
+export async function pruneModel(ctx: GpuContext, model: OptModel, calib: Int32Array[], opts: PruneOptions & PruneRunOptions): Promise<PruneReport> {
   const layers = model.prunableLayers();
   const o = resolveOptions(opts, layers, calib);
   const T = o.shots, start = now();
+  const first = opts.startShot ?? 0;
+  if (!(Number.isInteger(first) && first >= 0 && first <= T)) throw new PruneConfigError(`startShot must be an integer in 0…${T}, got ${first}`);
   const seconds: Record<string, number> = {};
-  const report: PruneReport = { shots: [], layers: [], byModuleType: {}, achievedSparsity: 0, seconds };
+  const report: PruneReport = { shots: [...(opts.priorShots ?? [])], layers: [], byModuleType: {}, achievedSparsity: 0, seconds };
   const signal = opts.signal;
   let shot = 0;
   const abortCheck = (what: string): void => { if (signal?.aborted) throw new PruneAbortedError(what); };
   const progress = (phase: Phase, fraction: number, layer?: string): void => {
     if (!opts.onProgress) return;
-    const done = (shot - 1 + fraction) / T, el = now() - start;
+    const done = (shot - 1 - first + fraction) / (T - first), el = now() - start;
     opts.onProgress({ phase, shot, shots: T, layer, fraction, etaSeconds: done > 0 ? (el / done) * (1 - done) : undefined });
   };
   let rowsCols: Array<{ rows: number; cols: number }> | undefined;
-  let zeros: Uint32Array = new Uint32Array(layers.length);
-  for (shot = 1; shot <= T; shot++) {
+  let zeros: Uint32Array = first === T ? await countLayerZeros(ctx, model, layers) : new Uint32Array(layers.length);
+  for (shot = first + 1; shot <= T; shot++) {
     const st = (shot * opts.sparsity) / T;
     const shotSec: Record<string, number> = {};
     let t0 = now();
@@ -164,7 +198,7 @@ export async function pruneModel(ctx: GpuContext, model: OptModel, calib: Int32A
     try {
       if (o.method !== 'magnitude') {
         try {
-          kfac = await accumulateKfac(ctx, model, calib, { fisherSamples: opts.fisherSamples, seed: opts.seed, signal, onProgress: (d, n) => progress('curvature', d / n) });
+          kfac = await accumulateKfac(ctx, model, calib, { fisherSamples: opts.fisherSamples, seed: opts.seed, batch: opts.batch, signal, onProgress: (d, n) => progress('curvature', d / n) });
         } catch (e) {
           if (signal?.aborted) throw new PruneAbortedError(`during the curvature pass of shot ${shot}`);
           throw e;
@@ -191,8 +225,21 @@ export async function pruneModel(ctx: GpuContext, model: OptModel, calib: Int32A
       disposeKfac(kfac);
       for (const p of probs) disposeProblem(p);
     }
+    let lora: LoraResult | undefined;
+    if (o.lora) {
+      time('update'); // the update's queued GPU work finished in the zero-count readback: charge it to 'update', not 'lora'
+      const { scale: _s, seed, ...lo } = o.lora;
+      try {
+        lora = await loraCorrect(ctx, model, calib, { ...lo, seed: seed + shot - 1, signal, onProgress: (d, n) => progress('lora', d / n) });
+      } catch (e) {
+        if (signal?.aborted) throw new PruneAbortedError(`during the low-rank correction of shot ${shot}`);
+        throw e;
+      }
+      time('lora');
+    }
     const params = layers.reduce((a, L) => a + L.R * (L.C + 1), 0);
     const entry: PruneReport['shots'][number] = { shot, target: st, achieved: zeros.reduce((a, b) => a + b, 0) / params, seconds: shotSec };
+    if (lora) entry.lora = { steps: lora.steps, lossBefore: lora.lossBefore, lossAfter: lora.lossAfter };
     if (opts.evaluate) {
       abortCheck(`before the evaluation of shot ${shot}`);
       try {
@@ -205,6 +252,7 @@ export async function pruneModel(ctx: GpuContext, model: OptModel, calib: Int32A
       time('eval');
     }
     report.shots.push(entry);
+    await opts.onShotEnd?.(shot, entry);
   }
   let totalZeros = 0, totalParams = 0;
   layers.forEach((L, l) => {
