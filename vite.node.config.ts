@@ -1,5 +1,14 @@
-import { defineConfig } from 'vite';
+import { defineConfig, type Plugin } from 'vite';
+import { chmodSync } from 'node:fs';
 import { resolve } from 'node:path';
+
+// The CLI entry is an executable script (package.json "bin"): shebang banner, mode 755 after writing.
+const executableCli: Plugin = {
+  name: 'executable-cli',
+  writeBundle(opts, bundle) {
+    if (bundle['cli.mjs']) chmodSync(resolve(opts.dir ?? 'dist-node', 'cli.mjs'), 0o755);
+  },
+};
 
 // Self-contained Node bundles (CLI, benchmarks) that need no node_modules except `webgpu` (Dawn),
 // so they can travel to the GPU machine (TOOLCHAIN.md). WGSL is inlined through `?raw`.
@@ -12,14 +21,16 @@ export default defineConfig({
     ssr: true,
     rollupOptions: {
       input: {
+        cli: resolve(import.meta.dirname, 'src/cli/main.ts'),
         kernels: resolve(import.meta.dirname, 'bench/kernels.ts'),
         model: resolve(import.meta.dirname, 'bench/model.ts'),
         prune: resolve(import.meta.dirname, 'bench/prune.ts'),
         'prepare-data': resolve(import.meta.dirname, 'bench/prepare-data.ts'),
       },
       external: ['webgpu', /^node:/],
-      output: { format: 'es', entryFileNames: '[name].mjs' },
+      output: { format: 'es', entryFileNames: '[name].mjs', banner: (chunk) => (chunk.isEntry && chunk.name === 'cli' ? '#!/usr/bin/env node' : '') },
     },
   },
   ssr: { noExternal: true, target: 'node' },
+  plugins: [executableCli],
 });

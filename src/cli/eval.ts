@@ -8,14 +8,13 @@
  * 0 ok, 1 failure (message on stderr), 2 bad usage.
  */
 
-import { readFile } from 'node:fs/promises';
 import { GpuContext } from '../gpu/context';
 import { SurgeonError } from '../errors';
 import { loadCheckpoint } from '../io/checkpoint';
 import { loadTokenizer } from '../io/tokenizer';
-import { joinWikitextRows } from '../io/wikitext';
 import { perplexity } from '../model/eval';
 import { OptModel } from '../model/opt';
+import { intFlag, parseFlags, readIds, UsageError } from './args';
 
 const USAGE = `usage: llm-surgeon eval --model <dir|url|hub-id> --text <file> [--seqlen N] [--windows N] [--batch N] [--raw]
   --model    checkpoint folder, .zip, base URL or Hugging Face id (OPT, safetensors)
@@ -26,44 +25,16 @@ const USAGE = `usage: llm-surgeon eval --model <dir|url|hub-id> --text <file> [-
 
 interface Args { model: string; text: string; seqlen?: number; windows?: number; batch?: number; raw: boolean }
 
-class UsageError extends Error {}
+const FLAGS = { '--model': 'string', '--text': 'string', '--seqlen': 'string', '--windows': 'string', '--batch': 'string', '--raw': 'bool' } as const;
 
 function parseArgs(argv: string[]): Args | 'help' {
-  const out: Partial<Args> = { raw: false };
-  const int = (flag: string, v: string | undefined): number => {
-    const n = Number(v);
-    if (v === undefined || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`${flag} needs a positive integer, got ${v ?? 'nothing'}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = () => inline ?? argv[++i];
-    switch (flag) {
-      case '-h': case '--help': return 'help';
-      case '--model': out.model = value(); break;
-      case '--text': out.text = value(); break;
-      case '--seqlen': out.seqlen = int(flag, value()); break;
-      case '--windows': out.windows = int(flag, value()); break;
-      case '--batch': out.batch = int(flag, value()); break;
-      case '--raw': out.raw = true; break;
-      default: throw new UsageError(`unknown argument ${a}`);
-    }
-  }
-  if (!out.model) throw new UsageError('--model is required');
-  if (!out.text) throw new UsageError('--text is required');
-  return out as Args;
-}
-
-async function readIds(path: string, ckptTokenizer: () => Promise<(text: string) => number[]>, raw: boolean): Promise<number[]> {
-  const text = await readFile(path, 'utf8');
-  if (path.endsWith('.json')) {
-    const ids = JSON.parse(text) as unknown;
-    if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x))) throw new SurgeonError(`${path}: expected a JSON array of integer token ids`);
-    return ids as number[];
-  }
-  const encode = await ckptTokenizer();
-  return encode(raw ? text : joinWikitextRows(text));
+  const f = parseFlags(argv, FLAGS);
+  if (f === 'help') return f;
+  const opt = (flag: string) => (f.has(flag) ? intFlag(flag, f.get(flag)!) : undefined);
+  const model = f.get('--model'), text = f.get('--text');
+  if (!model) throw new UsageError('--model is required');
+  if (!text) throw new UsageError('--text is required');
+  return { model, text, seqlen: opt('--seqlen'), windows: opt('--windows'), batch: opt('--batch'), raw: f.has('--raw') };
 }
 
 export async function evalCommand(argv: string[]): Promise<number> {

@@ -7,3 +7,4 @@ export { openSource, hubUrl, zipFolder, type Folder, type ModelSource, type Open
 export { loadCheckpoint, assertFiniteWeights, type LoadedCheckpoint, type LoadOptions } from './checkpoint';
 export * from './tokenizer';
 export * from './wikitext';
+export { buildHfFolder, exportHfFolder, configDType, roundTo, EXPORT_DTYPES, TOKENIZER_FILES, type ExportDType, type ExportOptions, type ExportedFolder } from './export';

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Check a folder written by `llm-surgeon prune` with a real client (PyTorch + transformers).
+
+Loads the pruned folder with OPTForCausalLM.from_pretrained (float32 compute, TF32 off), computes the
+perplexity per ALGORITHM.md §10 on the same windows as report.json (its perplexity.seqlen and .windows),
+counts the exact zeros of every prunable layer's W' = [W | b], and compares both with report.json:
+  - perplexity within --rtol (default 1e-4 relative) of report.perplexity.pruned,
+  - zeros per layer equal to report.layers[i].zeros, parameter counts R·(C+1) equal, achieved sparsity equal,
+  - for an n:m structure, at least n zeros in every group of m consecutive input columns.
+Optionally (--dense MODEL) the same perplexity of the source model against report.perplexity.dense.
+
+  python3 bench/verify_export.py --folder OUT --text wiki.test.raw [--dense opt-mini] [--device cuda] [--json out.json]
+
+--text: the evaluation text given to --eval (rows joined per §10 unless the run used --raw), or a .json
+array of token ids. Prints a summary and exits 1 when any check fails.
+"""
+import argparse
+import json
+import math
+import re
+import sys
+import time
+
+import torch
+from transformers import AutoTokenizer, OPTForCausalLM
+
+PRUNABLE = re.compile(r"^model\.decoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)$")
+
+
+def join_rows(raw):
+    """ALGORITHM.md §10: rows = lines; non-blank → line + "\\n", blank → ""; joined with "\\n\\n"."""
+    lines = raw.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return "\n\n".join(l + "\n" if l.strip() else "" for l in lines)
+
+
+def token_ids(path, tokenizer, raw):
+    if path.endswith(".json"):
+        with open(path) as f:
+            return torch.tensor(json.load(f), dtype=torch.long)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return tokenizer(text if raw else join_rows(text), return_tensors="pt").input_ids[0]
+
+
+def load(folder, device):
+    try:
+        model = OPTForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    except TypeError:  # transformers < 4.56 names it torch_dtype
+        model = OPTForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def perplexity(model, ids, seqlen, windows, device):
+    """Mean cross-entropy of positions 1..seqlen-1 per window; exp of the mean over windows (float64)."""
+    nll = []
+    for w in range(windows):
+        x = ids[w * seqlen:(w + 1) * seqlen].unsqueeze(0).to(device)
+        logits = model(x).logits.float()
+        loss = torch.nn.functional.cross_entropy(logits[0, :-1], x[0, 1:], reduction="mean")
+        nll.append(loss.double().item())
+    return math.exp(sum(nll) / len(nll))
+
+
+def zero_counts(model, nm):
+    out = {}
+    for name, mod in model.named_modules():
+        if not PRUNABLE.match(name):
+            continue
+        w, b = mod.weight.detach(), mod.bias.detach()
+        entry = {"params": w.shape[0] * (w.shape[1] + 1), "zeros": int((w == 0).sum() + (b == 0).sum())}
+        if nm:
+            n, m = nm
+            groups = (w == 0).reshape(w.shape[0], w.shape[1] // m, m).sum(-1)
+            entry["nm_bad_groups"] = int((groups < n).sum())
+        out[name] = entry
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--folder", required=True, help="output folder of llm-surgeon prune")
+    ap.add_argument("--text", required=True, help="evaluation text (as given to --eval) or .json token ids")
+    ap.add_argument("--report", help="report.json (default: FOLDER/report.json)")
+    ap.add_argument("--dense", help="source model folder: also check report.perplexity.dense")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--rtol", type=float, default=1e-4)
+    ap.add_argument("--json", help="write the comparison here")
+    args = ap.parse_args()
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    with open(args.report or f"{args.folder}/report.json") as f:
+        report = json.load(f)
+    structure = report["options"]["structure"]
+    nm = tuple(int(v) for v in structure.split(":")) if re.match(r"^\d+:\d+$", structure) else None
+    raw = "--raw" in report["tool"]["command"]
+    failures = []
+    result = {"folder": args.folder, "device": args.device, "torch": torch.__version__}
+
+    t0 = time.time()
+    model = load(args.folder, args.device)
+    counts = zero_counts(model, nm)
+    by_name = {l["name"]: l for l in report["layers"]}
+    if set(counts) != set(by_name):
+        failures.append(f"prunable layers differ: model {sorted(set(counts) ^ set(by_name))}")
+    for name, c in counts.items():
+        r = by_name.get(name)
+        if r and (c["zeros"] != r["zeros"] or c["params"] != r["params"]):
+            failures.append(f"{name}: zeros/params {c['zeros']}/{c['params']} in the folder, {r['zeros']}/{r['params']} in report.json")
+        if c.get("nm_bad_groups"):
+            failures.append(f"{name}: {c['nm_bad_groups']} groups of {nm[1]} with fewer than {nm[0]} zeros")
+    zeros = sum(c["zeros"] for c in counts.values())
+    params = sum(c["params"] for c in counts.values())
+    result["zeros"], result["params"], result["achieved_sparsity"] = zeros, params, zeros / params
+    if zeros / params != report["achievedSparsity"]:
+        failures.append(f"achieved sparsity {zeros / params} vs report.json {report['achievedSparsity']}")
+
+    pp = report.get("perplexity")
+    if pp:
+        tok = AutoTokenizer.from_pretrained(args.folder)
+        ids = token_ids(args.text, tok, raw)
+        seqlen, windows = pp["seqlen"], pp["windows"]
+        if ids.numel() // seqlen < windows:
+            failures.append(f"{args.text}: {ids.numel()} tokens hold fewer than {windows} windows of {seqlen}")
+        else:
+            ppl = perplexity(model, ids, seqlen, windows, args.device)
+            rel = abs(ppl - pp["pruned"]) / pp["pruned"]
+            result["pruned"] = {"torch": ppl, "report": pp["pruned"], "rel": rel}
+            if rel > args.rtol:
+                failures.append(f"pruned perplexity {ppl:.6f} (torch) vs {pp['pruned']:.6f} (report.json): rel {rel:.2e} > {args.rtol}")
+            if args.dense:
+                del model
+                dense = perplexity(load(args.dense, args.device), ids, seqlen, windows, args.device)
+                rel = abs(dense - pp["dense"]) / pp["dense"]
+                result["dense"] = {"torch": dense, "report": pp["dense"], "rel": rel}
+                if rel > args.rtol:
+                    failures.append(f"dense perplexity {dense:.6f} (torch) vs {pp['dense']:.6f} (report.json): rel {rel:.2e} > {args.rtol}")
+    else:
+        result["pruned"] = None
+        print("report.json has no perplexity (run prune with --eval); only zeros checked", file=sys.stderr)
+    result["seconds"] = time.time() - t0
+    result["failures"] = failures
+    result["ok"] = not failures
+
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    sys.exit(0 if not failures else 1)
+
+
+if __name__ == "__main__":
+    main()

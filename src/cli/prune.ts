@@ -1,0 +1,216 @@
+/**
+ * `llm-surgeon prune`: prune an OPT checkpoint on the GPU (pruneModel, ALGORITHM.md §2–§7) and write a
+ * Hugging Face folder (config.json, model.safetensors, tokenizer files) plus report.json.
+ *
+ * Flow: check arguments and --out (nothing is loaded before the command line is valid) → load the
+ * checkpoint (read only) → tokenise --calib, draw the seeded calibration windows → upload → validate the
+ * prune options against the model → dense perplexity (--eval) → prune → read back, round to --dtype, count
+ * zeros on the values as exported → perplexity of the exported values → write folder + report.json.
+ * Exit codes: 0 ok, 1 runtime error (class and message on stderr), 2 bad arguments, 130 interrupted.
+ */
+
+import { version } from '../../package.json';
+import { GpuContext } from '../gpu/context';
+import { loadCheckpoint } from '../io/checkpoint';
+import { DatasetError } from '../io/errors';
+import { configDType, exportHfFolder, roundTo, TOKENIZER_FILES, type ExportDType } from '../io/export';
+import { openSource } from '../io/sources';
+import { loadTokenizer } from '../io/tokenizer';
+import { calibrationWindows } from '../io/wikitext';
+import { perplexity } from '../model/eval';
+import { OptModel } from '../model/opt';
+import { PruneAbortedError, PruneConfigError } from '../surgeon/options';
+import { describeError, readIds, UsageError } from './args';
+import { parsePruneArgs, prepareOut, PRUNE_USAGE, type PruneArgs } from './prune-args';
+import { planPrune } from './prune-plan';
+import { allocation, countLayerZeros, makeLog } from './prune-report';
+
+const now = () => performance.now();
+
+/**
+ * Run `llm-surgeon prune …` in this process; returns the exit code. `env.ctx`: use this GPU context
+ * (kept alive afterwards; tests share one so pipelines compile once) instead of creating one.
+ */
+export async function pruneCommand(argv: string[], env: { ctx?: GpuContext } = {}): Promise<number> {
+  let args: PruneArgs | 'help';
+  try {
+    args = parsePruneArgs(argv);
+    if (args !== 'help') await prepareOut(args, false);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`llm-surgeon prune: ${e.message}\n(llm-surgeon prune --help for usage)\n`);
+    return 2;
+  }
+  if (args === 'help') {
+    process.stdout.write(`${PRUNE_USAGE}\n`);
+    return 0;
+  }
+  const ac = new AbortController();
+  const onSigint = () => {
+    process.stderr.write('\nllm-surgeon prune: interrupted; stopping at the next step (the input model is untouched)\n');
+    ac.abort();
+  };
+  process.once('SIGINT', onSigint);
+  let ctx: GpuContext | undefined;
+  try {
+    return await run(args, ac.signal, env.ctx, (c) => (ctx = c));
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof PruneConfigError) {
+      process.stderr.write(`llm-surgeon prune: ${e.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`llm-surgeon prune: ${describeError(e)}\n`);
+    return e instanceof PruneAbortedError || ac.signal.aborted ? 130 : 1;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    (ctx as GpuContext | undefined)?.destroy();
+  }
+}
+
+async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefined, owned: (ctx: GpuContext) => void): Promise<number> {
+  const start = now();
+  const sec: Record<string, number> = {};
+  let t = start;
+  const lap = (k: string) => { const n = now(); sec[k] = (sec[k] ?? 0) + (n - t) / 1000; t = n; };
+  const { log, progress } = makeLog(a.quiet, start);
+
+  // ---- load (read only) ----
+  const ckpt = await loadCheckpoint(a.model, { signal });
+  const cfg = ckpt.config;
+  const dtype: ExportDType = a.dtype ?? 'float32';
+  log(`model ${a.model}: OPT ${cfg.numLayers} layers, d=${cfg.hiddenSize}, ffn=${cfg.ffnDim}, ${ckpt.sourceDtype} weights`);
+  const seqlen = a.seqlen ?? Math.min(2048, cfg.maxPositions);
+  if (seqlen > cfg.maxPositions || seqlen < 2) throw new UsageError(`--seqlen ${seqlen} must be in 2…${cfg.maxPositions} (max_position_embeddings of this model)`);
+  const evalSeqlen = a.evalSeqlen ?? cfg.maxPositions;
+  if (evalSeqlen > cfg.maxPositions || evalSeqlen < 2) throw new UsageError(`--eval-seqlen ${evalSeqlen} must be in 2…${cfg.maxPositions} (max_position_embeddings of this model)`);
+  lap('load');
+
+  let tok: Promise<(text: string) => number[]> | undefined;
+  const encoder = () => (tok ??= (async () => {
+    if (!ckpt.tokenizerJson) throw new UsageError(`${a.model} has no tokenizer.json; pass .json files of token ids to --calib/--eval`);
+    const tk = await loadTokenizer(ckpt.tokenizerJson, ckpt.tokenizerConfig);
+    return (text: string) => tk.encode(text);
+  })());
+  let calib: Int32Array[] = [];
+  let calibTokens = 0;
+  if (a.calib) {
+    const ids = await readIds(a.calib, encoder, a.raw);
+    calibTokens = ids.length;
+    try {
+      calib = calibrationWindows(ids, a.nsamples, seqlen, a.seed);
+    } catch (e) {
+      if (e instanceof DatasetError) throw new UsageError(`--calib ${a.calib}: ${e.message} (--seqlen ${seqlen})`);
+      throw e;
+    }
+    log(`calibration: ${a.nsamples} windows × ${seqlen} tokens from ${ids.length} tokens (seed ${a.seed})`);
+  }
+  let evalIds: Int32Array | undefined;
+  let evalWindows = 0;
+  if (a.eval) {
+    evalIds = Int32Array.from(await readIds(a.eval, encoder, a.raw));
+    const avail = Math.floor(evalIds.length / evalSeqlen);
+    evalWindows = a.evalWindows ?? avail;
+    if (avail < 1 || evalWindows > avail) throw new UsageError(`--eval ${a.eval}: ${evalIds.length} tokens hold ${avail} windows of ${evalSeqlen}, ${evalWindows || 1} requested`);
+  }
+  lap('tokenize');
+
+  // ---- GPU ----
+  let largest = 0;
+  for (const w of ckpt.tensors.values()) largest = Math.max(largest, w.length * 4);
+  let ctx = given;
+  if (!ctx) {
+    ctx = await GpuContext.create({ needs: { maxStorageBufferBindingSize: largest, maxBufferSize: largest } });
+    owned(ctx);
+  }
+  const info = ctx.gpu.info;
+  log(`GPU ${info.vendor} ${info.device || info.description}${info.isFallbackAdapter ? ' (fallback adapter)' : ''}`);
+  const model = await OptModel.fromCheckpoint(ctx, ckpt);
+  const layers = model.prunableLayers();
+  const prune = planPrune(a, model, calib, evalIds ? { ids: evalIds, seqlen: evalSeqlen, windows: evalWindows } : undefined, progress, signal);
+  lap('upload');
+
+  let dense: number | undefined;
+  if (evalIds) {
+    dense = (await perplexity(ctx, model, evalIds, { seqlen: evalSeqlen, windows: evalWindows, signal })).ppl;
+    log(`dense perplexity ${dense.toFixed(5)} (${evalWindows} windows of ${evalSeqlen})`);
+    lap('evalDense');
+  }
+
+  // ---- prune ----
+  log(`pruning: ${prune.summary}`);
+  const rep = await prune.run(ctx, model);
+  lap('prune');
+  log(`pruned: achieved sparsity ${rep.achievedSparsity.toFixed(6)} in ${sec.prune.toFixed(1)} s`);
+
+  // ---- export values (rounded to --dtype), zeros and perplexity of what is written ----
+  const weights = await model.exportWeights();
+  let changed = false;
+  if (dtype !== 'float32') {
+    for (const [name, w] of weights) {
+      const r = roundTo(w, dtype);
+      if (!changed && r.some((v, i) => v !== w[i])) changed = true;
+      weights.set(name, r);
+    }
+  }
+  const counts = countLayerZeros(weights, layers, prune.nm);
+  const alloc = allocation(counts, rep.layers);
+  lap('readback');
+  let pruned: number | undefined;
+  if (evalIds) {
+    if (changed) for (const [name, w] of weights) model.setWeight(name, w);
+    pruned = (await perplexity(ctx, model, evalIds, { seqlen: evalSeqlen, windows: evalWindows, signal })).ppl;
+    log(`pruned perplexity ${pruned.toFixed(5)} (weights as exported, ${dtype})`);
+    lap('evalPruned');
+  }
+  model.dispose();
+  signal.throwIfAborted();
+
+  const extraFiles = await tokenizerFiles(a.model);
+  await prepareOut(a, true);
+  const folder = await exportHfFolder(cfg.raw, weights, a.out, { dtype, extraFiles, metadata: { producer: `llm-surgeon-webgpu ${version}` } });
+  lap('export');
+  sec.total = (now() - start) / 1000;
+
+  const report = {
+    tool: { name: 'llm-surgeon-webgpu', version, command: ['llm-surgeon', 'prune', ...a.argv] },
+    date: new Date().toISOString(),
+    model: { source: a.model, sourceDtype: ckpt.sourceDtype, configDtype: configDType(cfg.raw) ?? null, layers: cfg.numLayers, hiddenSize: cfg.hiddenSize, ffnDim: cfg.ffnDim },
+    options: prune.options,
+    calibration: a.calib ? { file: a.calib, tokens: calibTokens, nsamples: a.nsamples, seqlen, seed: a.seed } : null,
+    adapter: { ...info, limits: { maxStorageBufferBindingSize: ctx.limits.maxStorageBufferBindingSize, maxBufferSize: ctx.limits.maxBufferSize } },
+    // Official convention (ALGORITHM.md §1): zeros / parameters of every pruned linear's W' (bias column
+    // included), counted on the weights as written to model.safetensors.
+    target: a.sparsity,
+    achievedSparsity: alloc.achievedSparsity,
+    params: alloc.params,
+    zeros: alloc.zeros,
+    layers: alloc.layers,
+    byModuleType: alloc.byModuleType,
+    byDecoderLayer: alloc.byDecoderLayer,
+    shots: rep.shots ?? null,
+    ...(rep.weightSparsity !== undefined ? { weightSparsity: rep.weightSparsity } : {}),
+    perplexity: evalIds ? {
+      file: a.eval, seqlen: evalSeqlen, windows: evalWindows, dense, pruned,
+      note: `dense: source weights; pruned: the weights as exported (${dtype})${a.evalEveryShot ? '; per-shot values in shots[] use the float32 GPU weights' : ''}`,
+    } : null,
+    seconds: { ...sec, phases: rep.seconds },
+    export: { dir: a.out, dtype, files: Object.fromEntries(Object.entries(folder.files).map(([k, v]) => [k, v.length])) },
+  };
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(`${a.out}/report.json`, `${JSON.stringify(report, null, 2)}\n`);
+  log(`wrote ${a.out} (${Object.keys(folder.files).join(', ')}, report.json)`);
+  process.stdout.write(`${a.out}: ${a.method} ${a.structure} sparsity ${alloc.achievedSparsity.toFixed(6)}` +
+    `${pruned !== undefined ? `, perplexity ${dense!.toFixed(4)} → ${pruned.toFixed(4)}` : ''} (${sec.total.toFixed(1)} s)\n`);
+  return 0;
+}
+
+/** The source's tokenizer files (byte-identical copies), when present. */
+async function tokenizerFiles(model: string): Promise<Record<string, Uint8Array>> {
+  const folder = await openSource(model);
+  const out: Record<string, Uint8Array> = {};
+  for (const name of TOKENIZER_FILES) {
+    const b = await folder.read(name);
+    if (b) out[name] = b;
+  }
+  return out;
+}
