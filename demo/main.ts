@@ -1,6 +1,6 @@
 /**
  * Demo page controller. All GPU work runs in the worker (src/api/worker.ts); this thread only renders
- * progress and results. Controls whose backend is not built yet are disabled with a note saying why.
+ * progress and results. The prune job (settings, cancel, resume, per-shot table) lives in ui/prune.ts.
  */
 
 import { createSurgeonWorker, type SurgeonClient } from '../src/api/client';
@@ -14,7 +14,9 @@ import defaultText from './assets/default-text.txt?raw';
 import { renderSparsityChart } from './ui/chart';
 import { bytes, fillRows, int, pct } from './ui/format';
 import { ProgressView } from './ui/progress';
+import { PruneController } from './ui/prune';
 import { EMBEDDED_MODEL_URL, SourcePicker } from './ui/sources';
+import { PruneAbortedError } from '../src/surgeon/options';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const progress = new ProgressView();
@@ -26,9 +28,11 @@ let gpuReady = false;
 let loadJob = 0;
 let loading = false;
 let overallSparsity = 'dense';
+let pruned = false;
+let busyJob = false;
 
 // Handle for the browser end-to-end tests (test/e2e): the client and the error classes of this bundle.
-Object.assign(globalThis, { __surgeonDemo: { client, errors: { SurgeonError, CheckpointFormatError, DeviceLostError, NotImplementedError } } });
+Object.assign(globalThis, { __surgeonDemo: { client, errors: { SurgeonError, CheckpointFormatError, DeviceLostError, NotImplementedError, PruneAbortedError } } });
 
 function describe(e: unknown): string {
   if (e instanceof SurgeonError) return `${e.name}: ${e.message}`;
@@ -70,13 +74,13 @@ async function initGpu(): Promise<void> {
 function applyCapabilities(): void {
   const c = caps;
   const notes: string[] = [];
-  const pruneOk = !!c?.prune && !!model;
-  $<HTMLFieldSetElement>('prune-fields').disabled = !c?.prune;
+  const pruneOk = !!c?.prune && !!model && !busyJob;
+  $<HTMLFieldSetElement>('prune-fields').disabled = !c?.prune || busyJob;
   $<HTMLButtonElement>('prune').disabled = !pruneOk;
-  $<HTMLButtonElement>('evaluate').disabled = !(c?.evaluate && model);
-  $<HTMLButtonElement>('generate').disabled = !(c?.generate && model);
-  $<HTMLButtonElement>('export').disabled = !model;
-  $<HTMLButtonElement>('load').disabled = !gpuReady;
+  $<HTMLButtonElement>('evaluate').disabled = !(c?.evaluate && model) || busyJob;
+  $<HTMLButtonElement>('generate').disabled = !(c?.generate && model) || busyJob;
+  $<HTMLButtonElement>('export').disabled = !model || busyJob;
+  $<HTMLButtonElement>('load').disabled = !gpuReady || busyJob;
   if (c && !c.prune) notes.push(`Pruning ${c.notes.prune}.`);
   if (c && !c.evaluate) notes.push(`Perplexity ${c.notes.evaluate}.`);
   if (c && !c.generate) notes.push(`Text generation ${c.notes.generate}.`);
@@ -94,13 +98,30 @@ async function refreshMemory(): Promise<void> {
   }
 }
 
-async function showSparsity(): Promise<void> {
+async function showSparsity(byModule?: Record<string, { params: number; zeros: number }>): Promise<void> {
   const entries = await client.sparsity();
   const zeros = entries.reduce((a, e) => a + e.zeros, 0);
   const total = entries.reduce((a, e) => a + e.rows * e.cols, 0);
   overallSparsity = `${pct(zeros / Math.max(total, 1), 2)} zeros`;
-  renderSparsityChart($('chart'), entries, `Exact zeros per prunable weight: ${pct(zeros / Math.max(total, 1), 2)} overall (${int(zeros)} of ${int(total)}).`);
+  const modules = byModule ? ` By module (with biases): ${Object.entries(byModule).map(([k, v]) => `${k} ${pct(v.zeros / Math.max(v.params, 1), 1)}`).join(', ')}.` : '';
+  renderSparsityChart($('chart'), entries, `Exact zeros per prunable weight: ${pct(zeros / Math.max(total, 1), 2)} overall (${int(zeros)} of ${int(total)}).${modules}`);
 }
+
+const pruner = new PruneController({
+  client,
+  progress,
+  text: () => text,
+  describe,
+  setBusy: (b) => {
+    busyJob = b;
+    applyCapabilities();
+    if (!b) void refreshMemory();
+  },
+  refresh: async (report) => {
+    if (report) pruned = true;
+    await showSparsity(report?.byModuleType);
+  },
+});
 
 $<HTMLFormElement>('model-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
@@ -129,6 +150,11 @@ $<HTMLFormElement>('model-form').addEventListener('submit', async (ev) => {
     ]);
     table.hidden = false;
     await showSparsity();
+    pruned = false;
+    $('gen-before').textContent = '—';
+    $('gen-after').textContent = '—';
+    $<HTMLTableElement>('shot-table').hidden = true;
+    pruner.modelChanged();
     progress.log(`Loaded ${m.label} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     progress.idle('loaded');
   } catch (e) {
@@ -213,14 +239,10 @@ $<HTMLButtonElement>('generate').addEventListener('click', () =>
   busy('generate', 'Generating', async () => {
     const prompt = $<HTMLInputElement>('prompt').value;
     const r = await client.generate(prompt, { maxNewTokens: Number($<HTMLInputElement>('gen-tokens').value) });
-    $('gen-before').textContent = `${prompt}${r.text}`;
+    $(pruned ? 'gen-after' : 'gen-before').textContent = `${prompt}${r.text}`;
     return `Generated ${r.tokens} tokens in ${r.seconds.toFixed(1)} s (greedy).`;
   }),
 );
-
-$<HTMLFormElement>('prune-form').addEventListener('submit', (ev) => {
-  ev.preventDefault(); // TODO(issue 5): start prune() in the worker with progress → ProgressView.job
-});
 
 applyCapabilities();
 await initGpu();

@@ -9,14 +9,19 @@ export class ProgressView {
   private readonly phase = $<HTMLProgressElement>('p-phase');
   private readonly shot = $<HTMLProgressElement>('p-shot');
   private readonly layer = $<HTMLProgressElement>('p-layer');
+  private readonly total = $<HTMLProgressElement>('p-total');
+  private lastShot?: ProgressEvent['shot'];
 
-  /** A job's progress (prune / evaluate): fills the three bars and the ETA. */
+  /** A job's progress (prune / evaluate): phase, shot, layer and overall bars, and the ETA. */
   job(p: ProgressEvent): void {
     $('p-phase-name').textContent = p.phase;
-    this.phase.value = p.fraction;
-    this.bar(this.shot, 'p-shot-text', p.shot);
+    this.phase.value = p.phaseFraction ?? p.fraction;
+    this.total.value = p.fraction;
+    if (p.shot) this.lastShot = p.shot;
+    this.bar(this.shot, 'p-shot-text', p.shot ?? this.lastShot);
     this.bar(this.layer, 'p-layer-text', p.layer);
-    $('p-eta').textContent = p.etaSeconds === undefined ? '—' : seconds(p.etaSeconds);
+    if (p.layerName) $('p-layer-text').textContent += ` ${p.layerName.replace('model.decoder.layers.', 'L').replace('self_attn.', '')}`;
+    if (p.etaSeconds !== undefined) $('p-eta').textContent = seconds(p.etaSeconds);
   }
 
   /** Byte progress of a model load, in the model card's bar and the phase bar. */
@@ -34,6 +39,8 @@ export class ProgressView {
   idle(text = 'idle'): void {
     $('p-phase-name').textContent = text;
     this.phase.value = 0;
+    this.total.value = 0;
+    this.lastShot = undefined;
     this.bar(this.shot, 'p-shot-text');
     this.bar(this.layer, 'p-layer-text');
     $('p-eta').textContent = '—';

@@ -6,6 +6,9 @@
 
 import * as Comlink from 'comlink';
 import { rebuildError, WorkerError } from './errors';
+import type { HostModel, PruneResult, PruneSettings } from './job';
+import type { CheckpointSpec } from './jobstore';
+import type { MemoryEstimate } from './memory';
 import type { WorkerApi } from './worker';
 import type {
   AdapterSummary, BenchmarkResult, Capabilities, EvaluateOptions, EvaluateResult, GenerateOptions, GenerateResult,
@@ -25,9 +28,35 @@ export interface SurgeonClient {
   benchmark(size?: number, repeats?: number): Promise<BenchmarkResult>;
   /** Test hook: destroy the worker's GPU device as a driver reset would. */
   loseDevice(): Promise<void>;
+  /** Prune the loaded model in the worker; the result becomes its current weights. `signal` cancels (PruneAbortedError). */
+  prune(settings: PruneSettings, o?: JobCallOptions): Promise<Omit<PruneResult, 'model'>>;
+  /** Prune host weights: a copy of `model`'s arrays is transferred in (the input stays intact), the new weights are transferred out. */
+  pruneHost(model: HostModel, settings: PruneSettings, o?: JobCallOptions): Promise<PruneResult>;
+  /** Load a checkpoint into host arrays (transferred out of the worker). */
+  loadHost(source: ModelSourceSpec, o?: { onProgress?: (p: LoadProgress) => void }): Promise<HostModel>;
+  /** Perplexity of host weights (a copy is transferred in). */
+  evaluateHost(model: HostModel, opts: EvaluateOptions & { ids?: Int32Array | number[] }, o?: { onProgress?: (p: ProgressEvent) => void }): Promise<EvaluateResult>;
+  estimate(settings: Parameters<WorkerApi['estimate']>[0]): Promise<MemoryEstimate>;
+  /** Shots saved in a checkpoint of the loaded model (null: nothing to resume). */
+  checkpointInfo(spec: CheckpointSpec): Promise<{ shotsDone: number; shots: number } | null>;
+  /** Drop the downloaded-checkpoint cache (Cache Storage). */
+  clearCache(): Promise<boolean>;
   /** Stop the worker; calls still running reject with WorkerError. */
   terminate(): void;
 }
+
+export interface JobCallOptions {
+  onProgress?: (p: ProgressEvent) => void;
+  signal?: AbortSignal;
+}
+
+/** New arrays holding the model's weights, marked for transfer: the caller's arrays stay intact. */
+function transferCopy(m: HostModel): HostModel {
+  const tensors = new Map([...m.tensors].map(([k, v]) => [k, v.slice()]));
+  return Comlink.transfer({ ...m, tensors }, [...tensors.values()].map((t) => t.buffer as ArrayBuffer));
+}
+
+let nextJob = 0;
 
 /** Resolve relative URLs against the page (the worker's own base is its script URL), and transfer zip bytes. */
 function prepare(spec: ModelSourceSpec): ModelSourceSpec {
@@ -59,6 +88,15 @@ export function createSurgeonWorker(opts: { worker?: Worker } = {}): SurgeonClie
       .finally(() => rejectors.delete(reject)) as Promise<T>;
   };
 
+  /** A cancellable job: the signal's abort becomes a cancel message to the worker. */
+  const job = <T>(o: JobCallOptions, start: (progress: ((p: ProgressEvent) => void) | undefined, jobId: string) => Promise<T>): Promise<T> => {
+    const jobId = `job-${++nextJob}-${Date.now().toString(36)}`;
+    if (o.signal?.aborted) return Promise.reject(o.signal.reason ?? new DOMException('aborted', 'AbortError'));
+    const onAbort = () => void remote.cancel(jobId).catch(() => undefined);
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    return run(start(o.onProgress && Comlink.proxy(o.onProgress), jobId)).finally(() => o.signal?.removeEventListener('abort', onAbort));
+  };
+
   return {
     init: () => run(remote.init()),
     capabilities: () => run(remote.capabilities()),
@@ -70,6 +108,13 @@ export function createSurgeonWorker(opts: { worker?: Worker } = {}): SurgeonClie
     memory: () => run(remote.memory()),
     benchmark: (size, repeats) => run(remote.benchmark(size, repeats)),
     loseDevice: () => run(remote.loseDevice()),
+    prune: (settings, o = {}) => job(o, (p, id) => remote.prune(settings, p, id)),
+    pruneHost: (model, settings, o = {}) => job(o, (p, id) => remote.pruneHost(transferCopy(model), settings, p, id)),
+    loadHost: (source, o = {}) => run(remote.loadHost(prepare(source), o.onProgress && Comlink.proxy(o.onProgress))),
+    evaluateHost: (model, opts, o = {}) => run(remote.evaluateHost(transferCopy(model), opts, o.onProgress && Comlink.proxy(o.onProgress))),
+    estimate: (settings) => run(remote.estimate(settings)),
+    checkpointInfo: (spec) => run(remote.checkpointInfo(spec)),
+    clearCache: () => run(remote.clearCache()),
     terminate: () => {
       fail(new WorkerError('the worker was terminated'));
       remote[Comlink.releaseProxy]();

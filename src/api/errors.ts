@@ -8,6 +8,9 @@
 import { SurgeonError } from '../errors';
 import * as gpuErrors from '../gpu/errors';
 import * as ioErrors from '../io/errors';
+import { NotPositiveDefiniteError } from '../kernels/cholesky';
+import { PruneAbortedError, PruneConfigError } from '../surgeon/options';
+import { CheckpointMismatchError, CheckpointStoreError } from './jobstore';
 
 /** An operation whose backend layer is not built yet (e.g. perplexity before src/model exists). */
 export class NotImplementedError extends SurgeonError {
@@ -28,7 +31,8 @@ export class WorkerError extends SurgeonError {}
 type ErrorClass = new (...args: never[]) => SurgeonError;
 
 const registry = new Map<string, ErrorClass>();
-for (const mod of [gpuErrors, ioErrors, { SurgeonError, NotImplementedError, NoModelError, WorkerError }]) {
+const more = { SurgeonError, NotImplementedError, NoModelError, WorkerError, NotPositiveDefiniteError, PruneAbortedError, PruneConfigError, CheckpointMismatchError, CheckpointStoreError };
+for (const mod of [gpuErrors, ioErrors, more]) {
   for (const v of Object.values(mod)) {
     if (typeof v === 'function' && (v === SurgeonError || v.prototype instanceof SurgeonError)) registry.set(v.name, v as ErrorClass);
   }

@@ -1,5 +1,12 @@
-// api layer: the Web Worker protocol (client + typed errors across the boundary).
-export { createSurgeonWorker, type SurgeonClient } from './client';
+// api layer: the public functions (prune, evaluate, loadModel), the Web Worker protocol (client + typed
+// errors across the boundary), jobs with memory estimates and resumable checkpoints, the download cache.
+export { prune, evaluate, loadModel, clearCache, usesWorker, useWorker, localSession, workerClient } from './public';
+export { createSurgeonWorker, type SurgeonClient, type JobCallOptions } from './client';
 export { NotImplementedError, NoModelError, WorkerError, serializeError, rebuildError, type SerializedError } from './errors';
 export { SurgeonSession } from './session';
+export { runPruneJob, modelFingerprint, type HostModel, type PruneJobOptions, type PruneJobReport, type PruneResult, type PruneSettings, type CalibrationSpec, type EvaluationSpec, type TextOrIds } from './job';
+export { CheckpointMismatchError, CheckpointStoreError, deleteCheckpoint, type CheckpointSpec, type JobState } from './jobstore';
+export { estimatePruneMemory, checkPruneMemory, type MemoryEstimate, type MemorySettings, type DeviceLimits } from './memory';
+export { cachedFetch, cachedFiles, MODEL_CACHE } from './cache';
+export { exportZip, modelFolder } from './export';
 export type * from './types';

@@ -5,17 +5,20 @@
  * Kept free of worker globals so it can also run in Node (Dawn) behind the same API.
  */
 
-import { zipSync } from 'fflate';
 import { GpuContext } from '../gpu/context';
 import { BASE_NEEDS } from '../gpu/device';
 import { LimitExceededError, ShapeError } from '../gpu/errors';
 import { loadCheckpoint, type LoadedCheckpoint, type ModelSource } from '../io/checkpoint';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
 import { evaluationWindows } from '../io/wikitext';
-import { writeSafetensors } from '../io/safetensors';
 import { matmul } from '../kernels/matmul';
 import { generate as generateTokens, OptModel, perplexity } from '../model/index';
+import { cachedFetch, clearCache } from './cache';
 import { NoModelError } from './errors';
+import { exportZip } from './export';
+import { modelFingerprint, runPruneJob, type HostModel, type PruneResult, type PruneSettings } from './job';
+import { openStore, readState, type CheckpointSpec } from './jobstore';
+import { estimatePruneMemory, type MemoryEstimate } from './memory';
 import type {
   AdapterSummary, BenchmarkResult, Capabilities, EvaluateOptions, EvaluateResult, GenerateOptions,
   GenerateResult, LoadProgress, MemoryStats, ModelSourceSpec, ModelSummary, ProgressEvent, SparsityEntry,
@@ -29,19 +32,21 @@ const LIMIT_KEYS = [
 
 const PROGRESS_INTERVAL_MS = 100; // ~10 UI updates per second: smooth bars, negligible message traffic
 
-// TODO(issue 4/5): flip `prune` when src/surgeon's prune() lands.
-const SURGEON_LAYER_NOTE = 'needs prune() (src/surgeon), which is not built yet';
-
 interface Loaded {
+  /** The model as loaded (never modified; every prune starts from it). */
   ckpt: LoadedCheckpoint;
+  /** The weights now in use: ckpt, or the last prune's result. */
+  current: HostModel;
   tokenizer?: TextTokenizer;
-  model: OptModel;
+  /** GPU copy of `current` (uploaded lazily; dropped during a prune and after a lost device). */
+  model?: OptModel;
   summary: ModelSummary;
 }
 
 export class SurgeonSession {
   private ctx?: GpuContext;
   private model?: Loaded;
+  private jobs = new Map<string, AbortController>();
 
   /** Acquire the GPU (once) and describe the adapter and its limits. */
   async init(): Promise<AdapterSummary> {
@@ -58,8 +63,8 @@ export class SurgeonSession {
     return {
       evaluate: true,
       generate: true,
-      prune: false,
-      notes: { prune: SURGEON_LAYER_NOTE },
+      prune: true,
+      notes: {},
     };
   }
 
@@ -71,6 +76,7 @@ export class SurgeonSession {
       const { source, revision, label } = toSource(spec);
       const ckpt = await loadCheckpoint(source, {
         revision,
+        fetch: spec.kind === 'url' || spec.kind === 'hub' ? cachedFetch() : undefined,
         onProgress: (p) => throttled({ phase: 'download', file: p.file, loaded: p.loaded, total: p.total }, p.loaded === p.total),
       });
       const maxBinding = ctx.limits.maxStorageBufferBindingSize;
@@ -105,7 +111,7 @@ export class SurgeonSession {
         gpuBytes: model.bytes,
         files: ckpt.files,
       };
-      this.model = { ckpt, tokenizer, model, summary };
+      this.model = { ckpt, current: ckpt, tokenizer, model, summary };
       return summary;
     });
   }
@@ -122,7 +128,7 @@ export class SurgeonSession {
     const ctx = await this.context();
     return this.guard(ctx, async () => {
       const t0 = performance.now();
-      const r = await perplexity(ctx, m.model, ids, {
+      const r = await perplexity(ctx, await this.gpuModel(ctx), ids, {
         seqlen: opts.seqlen,
         windows,
         onProgress: (done, total) => onProgress?.({ phase: 'evaluate', fraction: done / total, etaSeconds: done ? ((performance.now() - t0) / 1000) * (total / done - 1) : undefined }),
@@ -143,48 +149,112 @@ export class SurgeonSession {
     return this.guard(ctx, async () => {
       const t0 = performance.now();
       // Greedy decoding (deterministic: the before/after samples differ only because the weights do).
-      const out = await generateTokens(ctx, m.model, ids, { maxNewTokens: max, stopTokens: [m.ckpt.config.eosTokenId] });
+      const out = await generateTokens(ctx, await this.gpuModel(ctx), ids, { maxNewTokens: max, stopTokens: [m.ckpt.config.eosTokenId] });
       return { text: m.tokenizer!.decode(out), promptIds: ids, ids: out, tokens: out.length, seconds: (performance.now() - t0) / 1000 };
     });
   }
 
-  /** Fraction of exact zeros in every prunable weight (q, k, v, out, fc1, fc2 of each layer), read back from the GPU. */
+  /** Fraction of exact zeros in every prunable weight (q, k, v, out, fc1, fc2 of each layer) of the current weights. */
   async sparsity(): Promise<SparsityEntry[]> {
     const m = this.needModel();
+    const out: SparsityEntry[] = [];
+    for (const [name, data] of m.current.tensors) {
+      const hit = /^model\.decoder\.layers\.(\d+)\.(self_attn\.[qkv]_proj|self_attn\.out_proj|fc1|fc2)\.weight$/.exec(name);
+      if (!hit) continue;
+      let zeros = 0;
+      for (let i = 0; i < data.length; i++) if (data[i] === 0) zeros++;
+      const [rows, cols] = m.current.shapes.get(name)!;
+      out.push({ layer: Number(hit[1]), module: hit[2].replace('self_attn.', ''), rows, cols, zeros });
+    }
+    return out;
+  }
+
+  /** The current weights as a Hugging Face folder (config.json, model.safetensors, tokenizer) zipped. */
+  async exportModel(): Promise<Uint8Array> {
+    return exportZip(this.needModel().current);
+  }
+
+  /**
+   * Prune the loaded model (always starting from the weights as loaded); the result becomes the current
+   * weights (evaluate, generate, sparsity and export then use it). `jobId` lets cancel() abort it.
+   */
+  async prune(settings: PruneSettings, onProgress?: (p: ProgressEvent) => void, jobId?: string): Promise<Omit<PruneResult, 'model'>> {
+    const m = this.needModel();
     const ctx = await this.context();
-    return this.guard(ctx, async () => {
-      const out: SparsityEntry[] = [];
-      for (const name of m.model.names()) {
-        const t = m.model.weight(name);
-        const hit = /^model\.decoder\.layers\.(\d+)\.(self_attn\.[qkv]_proj|self_attn\.out_proj|fc1|fc2)\.weight$/.exec(name);
-        if (!hit) continue;
-        const data = await t.read();
-        let zeros = 0;
-        for (let i = 0; i < data.length; i++) if (data[i] === 0) zeros++;
-        out.push({ layer: Number(hit[1]), module: hit[2].replace('self_attn.', ''), rows: t.shape[0], cols: t.shape[1], zeros });
-      }
-      return out;
+    m.model?.dispose(); // the job uploads its own copy; keeping both would double the weights' GPU memory
+    m.model = undefined;
+    const r = await this.job(jobId, (signal) => this.guard(ctx, () => runPruneJob(ctx, m.ckpt, { ...settings, onProgress, signal }, { keepGpu: true })));
+    if (this.model === m) {
+      m.current = r.model;
+      m.model = r.gpu;
+    } else r.gpu?.dispose();
+    return { report: r.report };
+  }
+
+  /** Load a checkpoint onto the host only (public loadModel() in a browser); downloads go through the cache. */
+  async loadHost(spec: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<HostModel> {
+    const { source, revision } = toSource(spec);
+    const throttled = throttle(onProgress);
+    return loadCheckpoint(source, {
+      revision,
+      fetch: spec.kind === 'url' || spec.kind === 'hub' ? cachedFetch() : undefined,
+      onProgress: (p) => throttled({ phase: 'download', file: p.file, loaded: p.loaded, total: p.total }, p.loaded === p.total),
     });
   }
 
-  /** The model's current weights as a Hugging Face folder (config.json, model.safetensors, tokenizer) zipped. */
-  async exportModel(): Promise<Uint8Array> {
+  /** Prune host weights given by the caller (public prune() in a browser); the input is not kept. */
+  async pruneHost(host: HostModel, settings: PruneSettings, onProgress?: (p: ProgressEvent) => void, jobId?: string, signal?: AbortSignal): Promise<PruneResult> {
+    const ctx = await this.context();
+    const r = await this.job(jobId, (sig) => this.guard(ctx, () => runPruneJob(ctx, host, { ...settings, onProgress, signal: sig })), signal);
+    return { model: r.model, report: r.report };
+  }
+
+  /** Perplexity of host weights given by the caller (a temporary GPU copy). */
+  async evaluateHost(host: HostModel, opts: EvaluateOptions & { ids?: Int32Array | number[] }, onProgress?: (p: ProgressEvent) => void): Promise<EvaluateResult> {
+    const ctx = await this.context();
+    let ids: Int32Array;
+    if (opts.ids) ids = Int32Array.from(opts.ids);
+    else {
+      if (!host.tokenizerJson) throw new NoModelError('the model has no tokenizer.json; pass ids instead of text');
+      ids = Int32Array.from((await loadTokenizer(host.tokenizerJson, host.tokenizerConfig)).encode(opts.text));
+    }
+    const windows = evaluationWindows(ids, opts.seqlen, opts.windows).length;
+    return this.guard(ctx, async () => {
+      const model = await OptModel.fromCheckpoint(ctx, host);
+      try {
+        const t0 = performance.now();
+        const r = await perplexity(ctx, model, ids, { seqlen: opts.seqlen, windows, onProgress: (d, n) => onProgress?.({ phase: 'evaluate', fraction: d / n }) });
+        return { perplexity: r.ppl, windows, seqlen: opts.seqlen, tokens: windows * opts.seqlen, seconds: (performance.now() - t0) / 1000 };
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+
+  /** Abort a running prune started with this jobId (it fails with PruneAbortedError; its checkpoint stays). */
+  cancel(jobId: string): boolean {
+    const c = this.jobs.get(jobId);
+    c?.abort();
+    return !!c;
+  }
+
+  /** Peak GPU memory a prune of the loaded model would need (memory.ts), for the page to show. */
+  async estimate(settings: { nsamples: number; seqlen: number; method?: string; structure?: string; evaluate?: { seqlen: number; windows: number } }): Promise<MemoryEstimate> {
     const m = this.needModel();
     const ctx = await this.context();
-    return this.guard(ctx, async () => {
-      const tensors = [];
-      for (const [name, data] of await m.model.exportWeights()) tensors.push({ name, dtype: 'F32' as const, shape: [...m.model.weight(name).shape], data });
-      const enc = new TextEncoder();
-      const cfg = { ...m.ckpt.config.raw, dtype: 'float32' };
-      delete (cfg as Record<string, unknown>).torch_dtype;
-      const files: Record<string, Uint8Array> = {
-        'config.json': enc.encode(JSON.stringify(cfg, null, 2)),
-        'model.safetensors': writeSafetensors(tensors, { format: 'pt' }),
-      };
-      if (m.ckpt.tokenizerJson) files['tokenizer.json'] = enc.encode(JSON.stringify(m.ckpt.tokenizerJson));
-      if (m.ckpt.tokenizerConfig) files['tokenizer_config.json'] = enc.encode(JSON.stringify(m.ckpt.tokenizerConfig));
-      return zipSync(files, { level: 0 }); // stored: float weights barely compress, and deflate would cost seconds per 100 MB
-    });
+    return estimatePruneMemory(m.ckpt.config, settings, ctx.limits);
+  }
+
+  /** Shots saved in a checkpoint, when it belongs to the loaded model (null: nothing to resume). */
+  async checkpointInfo(spec: CheckpointSpec): Promise<{ shotsDone: number; shots: number } | null> {
+    const m = this.needModel();
+    const st = await readState(await openStore(spec)).catch(() => undefined);
+    if (!st || st.fingerprint.model !== modelFingerprint(m.ckpt)) return null;
+    return { shotsDone: st.shotsDone, shots: st.shots };
+  }
+
+  clearCache(): Promise<boolean> {
+    return clearCache();
   }
 
   memory(): MemoryStats {
@@ -233,8 +303,30 @@ export class SurgeonSession {
   }
 
   private unload(): void {
-    this.model?.model.dispose();
+    this.model?.model?.dispose();
     this.model = undefined;
+  }
+
+  /** The GPU copy of the current weights, uploaded if it was dropped. */
+  private async gpuModel(ctx: GpuContext): Promise<OptModel> {
+    const m = this.needModel();
+    m.model ??= await OptModel.fromCheckpoint(ctx, m.current);
+    return m.model;
+  }
+
+  /** Run a cancellable job: cancel(jobId) or the caller's `outer` signal aborts it. */
+  private async job<T>(jobId: string | undefined, fn: (signal: AbortSignal) => Promise<T>, outer?: AbortSignal): Promise<T> {
+    const c = new AbortController();
+    const onAbort = () => c.abort(outer?.reason);
+    if (outer?.aborted) onAbort();
+    outer?.addEventListener('abort', onAbort, { once: true });
+    if (jobId) this.jobs.set(jobId, c);
+    try {
+      return await fn(c.signal);
+    } finally {
+      if (jobId) this.jobs.delete(jobId);
+      outer?.removeEventListener('abort', onAbort);
+    }
   }
 
   private async context(): Promise<GpuContext> {
@@ -247,7 +339,7 @@ export class SurgeonSession {
     const lost = ctx.gpu.lost.then((e) => {
       if (this.ctx === ctx) {
         this.ctx = undefined;
-        this.model = undefined; // its buffers died with the device
+        if (this.model) this.model.model = undefined; // its buffers died with the device; the host weights stay
       }
       throw e;
     });

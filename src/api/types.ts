@@ -118,5 +118,9 @@ export interface ProgressEvent {
   layer?: { index: number; total: number };
   /** Overall fraction done, 0..1. */
   fraction: number;
+  /** Fraction of the current phase done, 0..1. */
+  phaseFraction?: number;
+  /** Name of the layer being processed (prune: "model.decoder.layers.3.fc1"). */
+  layerName?: string;
   etaSeconds?: number;
 }

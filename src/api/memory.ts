@@ -1,0 +1,250 @@
+/**
+ * Peak GPU memory of a prune job, estimated from the model config and the job's settings before any
+ * GPU work, and the refusal (LimitExceededError) when it does not fit the adapter's limits or the
+ * caller's memoryBudget. The message says what would fit: fewer calibration tokens per batch (a smaller
+ * batch), a shorter seqlen, or fewer evaluation windows per batch.
+ *
+ * Model of the pool (src/gpu/pool.ts): every buffer is rounded up to its size bucket (bucketSize), and
+ * a buffer returns to the pool as soon as its last reader is recorded, so the peak is the largest set of
+ * buffers alive at once. Phases (src/surgeon/prune.ts, src/model/*):
+ *   curvature  K-FAC accumulators (C+1)² per distinct input + R² per layer, the saved forward of one
+ *              batch of B·T tokens, then the larger of the backward's cross-entropy chunk (logits
+ *              chunk × V, split-K partials) and one layer's backward temporaries
+ *   problems   factors + packed W' and live W', G, A per layer; then the damped inverses (+G⁻¹, A⁻¹)
+ *              with one inversion's temporaries (~7 n²) at a time
+ *   update     problems + costs, masks and live masks (3 W') + one layer's update temporaries
+ *   evaluate   one forward batch without saving (⌊8192/T⌋ windows) + its cross-entropy chunk
+ * peak = weights + the largest phase. Terms are upper bounds (every temporary of a step counted as
+ * alive together), so the estimate errs high; test/api-memory.test.ts checks it against the pool's
+ * measured peak on opt-micro (never below, within 2×).
+ */
+
+import { bucketSize } from '../gpu/pool';
+import { LimitExceededError } from '../gpu/errors';
+import { expectedOptTensors, type OptConfig } from '../io/config';
+import { planGramSplits } from '../kernels/gram';
+import { planSplitK } from '../kernels/matmul';
+import { DEFAULT_CHUNK_BYTES } from '../kernels/xent';
+
+export interface MemorySettings {
+  /** Calibration windows and tokens per window. */
+  nsamples: number;
+  seqlen: number;
+  /** Calibration sequences per K-FAC forward/backward (default ⌊4096 / seqlen⌋, as accumulateKfac). */
+  batch?: number;
+  method?: string;
+  structure?: string;
+  /** Entries per correlated element chunk (default 2000). */
+  maxChunk?: number;
+  /** Per-shot (and dense) perplexity: window length and count. */
+  evaluate?: { seqlen: number; windows: number };
+}
+
+export interface DeviceLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+}
+
+export interface MemoryEstimate {
+  /** Bytes (pool buckets) of each part; `peak` = weights + the largest phase. */
+  weights: number;
+  factors: number;
+  phases: { curvature: number; problems: number; update: number; evaluate: number };
+  peak: number;
+  /** The largest single buffer (exact bytes, as bound) and what it holds. */
+  largest: { bytes: number; what: string };
+  /** Calibration sequences per batch and rows of one cross-entropy logits chunk. */
+  batch: number;
+  chunkRows: number;
+}
+
+const KFAC_BATCH_TOKENS = 4096; // accumulateKfac's default tokens per batch
+const EVAL_BATCH_TOKENS = 8192; // perplexity's default tokens per batch
+const DEFAULT_MAX_CHUNK = 2000; // options.ts: entries per correlated element chunk
+const INVERSE_TEMPS = 7; // spdInverse: damped copy, L, blocks, I, W, X, T/R alive around one call
+
+const f32 = (n: number): number => bucketSize(Math.max(4, 4 * n));
+
+interface Layer { R: number; C: number; key: string }
+
+/** The prunable linears (ALGORITHM.md §1) of an OPT config: q, k, v share their input. */
+function layersOf(c: OptConfig): Layer[] {
+  const d = c.hiddenSize, f = c.ffnDim, out: Layer[] = [];
+  for (let l = 0; l < c.numLayers; l++) {
+    for (let i = 0; i < 3; i++) out.push({ R: d, C: d, key: `${l}.qkv` }); // q, k, v: one input
+    out.push({ R: d, C: d, key: `${l}.out` }, { R: f, C: d, key: `${l}.fc1` }, { R: d, C: f, key: `${l}.fc2` });
+  }
+  return out;
+}
+
+/** Rows of one cross-entropy chunk (xent.defaultChunkRows) for N rows. */
+function chunkRowsFor(c: OptConfig, lim: DeviceLimits, N: number): number {
+  const budget = Math.min(DEFAULT_CHUNK_BYTES, lim.maxStorageBufferBindingSize);
+  return Math.min(N, Math.max(1, Math.floor(budget / (4 * c.vocabSize))));
+}
+
+/** Cross-entropy over N rows: logits chunk, chunk copies, loss/lse, optional gradient and its split-K partials. */
+function crossEntropyBytes(c: OptConfig, lim: DeviceLimits, N: number, grad: boolean): number {
+  const d = c.hiddenSize, V = c.vocabSize, ch = chunkRowsFor(c, lim, N);
+  let b = f32(ch * V) + 3 * f32(N) + (ch < N ? 2 * f32(ch * d) : 0);
+  if (grad) {
+    const { splits } = planSplitK(ch, d, V, 1, 1, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
+    b += f32(N * d) + (splits > 1 ? f32(splits * ch * d) : 0);
+  }
+  return b;
+}
+
+/** Gram partials of one accumulation (upper bound: the fewest tiles, i.e. the most splits). */
+function gramScratch(n: number, rows: number, lim: DeviceLimits): number {
+  const nt = Math.ceil(n / 128);
+  const s = planGramSplits((nt * (nt + 1)) / 2, rows, n, lim.maxStorageBufferBindingSize);
+  return s > 1 ? f32(s * n * n) : 0;
+}
+
+export function estimatePruneMemory(c: OptConfig, s: MemorySettings, lim: DeviceLimits): MemoryEstimate {
+  const d = c.hiddenSize, f = c.ffnDim, H = c.numHeads, V = c.vocabSize, Lc = c.numLayers;
+  const method = s.method ?? 'surgeon';
+  const curvature = method !== 'magnitude';
+  const layers = layersOf(c);
+  let weights = 0;
+  let largest = { bytes: 0, what: '' };
+  const big = (bytes: number, what: string) => { if (bytes > largest.bytes) largest = { bytes, what }; };
+  for (const [name, shape] of expectedOptTensors(c)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    weights += f32(n);
+    big(4 * n, `weight ${name}`);
+  }
+
+  // ---- curvature (K-FAC) ----
+  const T = s.seqlen;
+  const B = Math.max(1, Math.min(s.nsamples, s.batch ?? Math.max(1, Math.floor(KFAC_BATCH_TOKENS / T))));
+  const N = B * T;
+  const keys = new Set<string>();
+  let factors = 0;
+  for (const L of layers) {
+    if (!keys.has(L.key)) { keys.add(L.key); factors += f32((L.C + 1) ** 2); }
+    factors += f32(L.R * L.R);
+  }
+  if (!curvature) factors = 0;
+  const chunkRows = chunkRowsFor(c, lim, N);
+  let phaseCurv = 0;
+  if (curvature) {
+    const nd = f32(N * d), nn = f32(N);
+    const saved = Lc * (6 * nd + 4 * nn + f32(N * H) + f32(N * f)) + 2 * nd + 2 * nn + 2 * nn /* ids, labels */;
+    const gram = Math.max(gramScratch(d + 1, N, lim), gramScratch(f + 1, N, lim), gramScratch(f, N, lim));
+    const fwdTemp = nd + 2 * nn + gram;
+    const ce = crossEntropyBytes(c, lim, N, true) + nn; // + sampled labels
+    const layerBwd = f32(N * f) + 7 * nd + 2 * f32(N * H) + gram + f32(2 * d * Math.ceil(N / 64));
+    phaseCurv = factors + saved + Math.max(fwdTemp, ce, layerBwd);
+    big(4 * N * f, `activations (${B} × ${T} tokens × ffn ${f})`);
+    big(4 * (f + 1) ** 2, `K-FAC factor (${f + 1})²`);
+  }
+  big(4 * chunkRows * V, `logits chunk (${chunkRows} × ${V})`);
+
+  // ---- problems and inverses ----
+  let wp = 0, gl = 0, al = 0, maxN2 = 0, maxRC = 0;
+  for (const L of layers) {
+    const RC = L.R * (L.C + 1);
+    wp += f32(RC);
+    gl += f32(L.R * L.R);
+    al += f32((L.C + 1) ** 2);
+    maxN2 = Math.max(maxN2, f32(Math.max(L.R, L.C + 1) ** 2));
+    maxRC = Math.max(maxRC, f32(RC));
+  }
+  const stats = f32(layers.reduce((a, L) => a + 2 * (L.R + L.C + 2) + 2, 0));
+  const live = curvature ? gl + al : 0;
+  const inv = method === 'surgeon' ? gl + al : 0;
+  const P1 = 2 * wp + live + stats;
+  const phaseProblems = Math.max(factors + P1, P1 + inv + (inv ? INVERSE_TEMPS * maxN2 : 0));
+
+  // ---- update ----
+  // rows-cols: every layer's update is queued before the first solve's pivot check is awaited, so all
+  // layers' gathered blocks (selected rows/columns of W', G⁻¹, A⁻¹, the solutions, the new W') are alive
+  // together (bounded by all rows/columns selected); one solve's internal temporaries at a time.
+  // element (surgeon, correlated): layers and chunks run one after another; per chunk S (≤ maxChunk²),
+  // its factor and solves, and per layer E, X, Y and the new W' (≤ 4 W').
+  const structured = s.structure === 'rows-cols';
+  const correlated = method === 'surgeon' && (s.maxChunk ?? DEFAULT_MAX_CHUNK) > 1;
+  const chunk = Math.min(s.maxChunk ?? DEFAULT_MAX_CHUNK, DEFAULT_MAX_CHUNK);
+  let updTemp: number;
+  if (structured) {
+    updTemp = method === 'surgeon' ? INVERSE_TEMPS * maxN2 : 0;
+    if (method === 'surgeon') for (const L of layers) updTemp += 3 * f32(L.R * (L.C + 1)) + 2 * f32(L.R * L.R) + 3 * f32((L.C + 1) ** 2) + 2 * f32(Math.max(L.R, L.C + 1));
+    updTemp += 2 * stats;
+  } else {
+    updTemp = 3 * wp + (method === 'surgeon' ? 4 * maxRC + (correlated ? 4 * f32(chunk * chunk) + maxN2 : 0) : 0);
+  }
+  const phaseUpdate = P1 + inv + updTemp;
+
+  // ---- evaluation ----
+  let phaseEval = 0;
+  if (s.evaluate) {
+    const Te = s.evaluate.seqlen;
+    const Be = Math.max(1, Math.min(s.evaluate.windows, Math.floor(EVAL_BATCH_TOKENS / Te)));
+    const Ne = Be * Te;
+    phaseEval = 7 * f32(Ne * d) + f32(Ne * f) + 6 * f32(Ne) + f32(Ne * H) + crossEntropyBytes(c, lim, Ne, false) + f32(Be);
+    big(4 * chunkRowsFor(c, lim, Ne) * V, `evaluation logits chunk (${chunkRowsFor(c, lim, Ne)} × ${V})`);
+  }
+
+  const phases = { curvature: phaseCurv, problems: phaseProblems, update: phaseUpdate, evaluate: phaseEval };
+  return { weights, factors, phases, peak: weights + Math.max(...Object.values(phases)), largest, batch: B, chunkRows };
+}
+
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
+
+/**
+ * Throw LimitExceededError when the job cannot fit: a buffer above maxStorageBufferBindingSize or
+ * maxBufferSize, or (with `budget`) a peak above budget − inUse. The hint names settings that fit.
+ */
+export function checkPruneMemory(c: OptConfig, s: MemorySettings, lim: DeviceLimits, budget?: number, inUse = 0): MemoryEstimate {
+  const est = estimatePruneMemory(c, s, lim);
+  const bind = lim.maxStorageBufferBindingSize;
+  if (est.largest.bytes > bind) {
+    throw new LimitExceededError('maxStorageBufferBindingSize', est.largest.bytes, bind, `${est.largest.what} does not fit in one storage binding on this GPU${suggest(c, s, lim, (e) => e.largest.bytes <= bind)}`);
+  }
+  if (bucketSize(est.largest.bytes) > lim.maxBufferSize) {
+    throw new LimitExceededError('maxBufferSize', bucketSize(est.largest.bytes), lim.maxBufferSize, `${est.largest.what} does not fit in one buffer on this GPU${suggest(c, s, lim, (e) => bucketSize(e.largest.bytes) <= lim.maxBufferSize)}`);
+  }
+  if (budget !== undefined && est.peak + inUse > budget) {
+    const avail = budget - inUse;
+    const worst = Object.entries(est.phases).sort((a, b) => b[1] - a[1])[0][0];
+    throw new LimitExceededError('memoryBudget', est.peak + inUse, budget,
+      `this job needs about ${mib(est.peak)} at its peak (${worst} phase; weights ${mib(est.weights)}, K-FAC factors ${mib(est.factors)})` +
+      `${inUse ? ` besides ${mib(inUse)} already in use` : ''}${suggest(c, s, lim, (e) => e.peak <= avail)}`);
+  }
+  return est;
+}
+
+/** What would fit: the largest calibration batch, else the longest seqlen at batch 1, and evaluation windows per batch. */
+function suggest(c: OptConfig, s: MemorySettings, lim: DeviceLimits, fits: (e: MemoryEstimate) => boolean): string {
+  const tries: string[] = [];
+  const B = estimatePruneMemory(c, s, lim).batch;
+  const largestBatch = (ev: MemorySettings['evaluate']) => {
+    for (let b = B - 1; b >= 1; b--) if (fits(estimatePruneMemory(c, { ...s, batch: b, evaluate: ev }, lim))) return b;
+    return 0;
+  };
+  const b = largestBatch(s.evaluate);
+  if (b > 0) tries.push(`a calibration batch of ${b} sequence${b > 1 ? 's' : ''} (${b * s.seqlen} tokens per forward/backward instead of ${B * s.seqlen})`);
+  else {
+    let t = 0;
+    for (let lo = 2, hi = s.seqlen - 1; lo <= hi;) {
+      const mid = (lo + hi) >> 1;
+      if (fits(estimatePruneMemory(c, { ...s, seqlen: mid, batch: 1, evaluate: s.evaluate && { ...s.evaluate, seqlen: Math.min(mid, s.evaluate.seqlen) } }, lim))) { t = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    if (t > 0) tries.push(`seqlen ≤ ${t} with a calibration batch of 1 sequence`);
+  }
+  if (s.evaluate && s.evaluate.windows > 1) {
+    const ev = s.evaluate;
+    for (let w = Math.min(ev.windows, Math.floor(EVAL_BATCH_TOKENS / ev.seqlen)) - 1; w >= 1; w--) {
+      if (fits(estimatePruneMemory(c, { ...s, evaluate: { ...ev, windows: w } }, lim))) {
+        if (!fits(estimatePruneMemory(c, s, lim))) tries.push(`${w} evaluation window${w > 1 ? 's' : ''} of ${ev.seqlen} tokens`);
+        break;
+      }
+    }
+  }
+  if (!tries.length) {
+    const floor = estimatePruneMemory(c, { ...s, seqlen: 2, batch: 1, nsamples: 1, evaluate: undefined }, lim);
+    return `; no smaller calibration or evaluation setting fits (1 sequence of 2 tokens still needs ${mib(floor.peak)} at its peak, largest buffer ${mib(floor.largest.bytes)}: ${floor.largest.what}): this model does not fit here`;
+  }
+  return `; would fit: ${tries.join(', or ')}`;
+}
