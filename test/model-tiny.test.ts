@@ -7,7 +7,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { GpuContext } from '../src/gpu/context';
 import { ShapeError } from '../src/gpu/errors';
 import type { LoadedCheckpoint } from '../src/io/checkpoint';
-import { expectedOptTensors, parseOptConfig } from '../src/io/config';
 import { matmul } from '../src/kernels/matmul';
 import { crossEntropy } from '../src/kernels/xent';
 import { accumulateKfac, forwardBatch, generate, OptModel, perplexity, uploadBatch } from '../src/model/index';
@@ -16,23 +15,9 @@ import { prunableLayers, refBackward, refForward, refPerplexity, type RefOpt } f
 import { tinyOpt } from '../src/reference/tinyopt';
 import { gpu } from './helpers/gpu';
 import { rng } from './helpers/rng';
+import { toCheckpoint } from './helpers/surgeon';
 
 const CFG = { layers: 2, d: 16, heads: 4, ffn: 32, vocab: 64, maxPos: 32 };
-
-function refToCheckpoint(m: RefOpt): LoadedCheckpoint {
-  const { layers, d, heads, ffn, vocab, maxPos } = m.cfg;
-  const config = parseOptConfig({
-    model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: d, num_attention_heads: heads,
-    num_hidden_layers: layers, ffn_dim: ffn, vocab_size: vocab, max_position_embeddings: maxPos, dtype: 'float32',
-  });
-  const tensors = new Map<string, Float32Array>();
-  const shapes = new Map<string, number[]>();
-  for (const [name, shape] of expectedOptTensors(config)) {
-    tensors.set(name, Float32Array.from(m.w.get(name)!));
-    shapes.set(name, shape);
-  }
-  return { config, tensors, shapes, sourceDtype: 'F32', files: [] };
-}
 
 /** The reference model with weights rounded to f32, i.e. exactly the weights the GPU holds. */
 function rounded(m: RefOpt): RefOpt {
@@ -68,7 +53,7 @@ describe('OPT model on the GPU vs the float64 reference (tiny OPT)', () => {
 
   beforeAll(async () => {
     ctx = await gpu();
-    ckpt = refToCheckpoint(ref0);
+    ckpt = toCheckpoint(ref0);
     model = await OptModel.fromCheckpoint(ctx, ckpt);
   });
 

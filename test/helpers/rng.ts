@@ -1,14 +1,7 @@
-/** Deterministic PRNG (mulberry32) and helpers for reproducible test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../src/reference/dense';
+
+/** Deterministic PRNG (mulberry32, shared with the float64 references). */
+export const rng = mulberry32;
 
 /** Standard normal samples (Box–Muller) as float64. */
 export function randn(n: number, seed: number): Float64Array {
