@@ -61,6 +61,18 @@ describe('flag parser', () => {
     const mag = parsePruneArgs(['--model', MODEL, '--structure', 'element', '--sparsity', '0.3', '--method', 'magnitude', '--out', 'o']);
     expect(mag !== 'help' && mag.calib).toBeUndefined(); // magnitude needs no calibration
   });
+
+  it('--lora and its options enable LoRA corrections; peers refuse them', () => {
+    const none = parsePruneArgs(base(join(tmp, 'x')));
+    expect(none !== 'help' && none.lora).toBeUndefined();
+    const on = parsePruneArgs([...base(join(tmp, 'x')), '--lora']);
+    expect(on !== 'help' && on.lora).toEqual({ rank: undefined, lr: undefined, targets: undefined });
+    const opts = parsePruneArgs([...base(join(tmp, 'x')), '--lora-rank', '4', '--lora-lr', '0.001', '--lora-targets', 'all']);
+    expect(opts !== 'help' && opts.lora).toEqual({ rank: 4, lr: 0.001, targets: 'all' });
+    expect(() => parsePruneArgs([...base(join(tmp, 'x')), '--lora-targets', 'mlp'])).toThrow(/--lora-targets must be one of attention, all/);
+    expect(() => parsePruneArgs(['--model', MODEL, '--calib', CALIB, '--structure', 'element', '--sparsity', '0.5', '--method', 'wanda', '--lora', '--out', 'o']))
+      .toThrow(/--lora does not apply to --method wanda/);
+  });
 });
 
 describe('llm-surgeon prune: bad arguments exit with 2 and name the argument', () => {

@@ -31,6 +31,10 @@ options:
   --damping-a X     relative damping of A (default 0.01); sparsegpt: of H (percdamp, default 0.01)
   --max-correlate N 1 = independent OBS updates; otherwise caps the correlated element chunk
   --max-chunk N     entries per correlated element chunk (default 2000)
+  --lora            low-rank first-order corrections between shots (ALGORITHM.md §8; rank 8, attention, lr 1e-4)
+  --lora-rank N     adapter rank (implies --lora)
+  --lora-lr X       Adam learning rate of the adapters (implies --lora)
+  --lora-targets T  attention (default) | all prunable layers (implies --lora)
   --blocksize N     sparsegpt: columns per lazy block (default 128)
   --eval FILE       evaluation text or .json ids: dense and pruned perplexity (ALGORITHM.md §10)
   --eval-windows N  evaluate on the first N windows only (default all)
@@ -47,11 +51,12 @@ const FLAGS = {
   '--shots': 'string', '--method': 'string', '--nsamples': 'string', '--seqlen': 'string', '--seed': 'string',
   '--fisher-samples': 'string', '--damping-g': 'string', '--damping-a': 'string', '--max-correlate': 'string',
   '--max-chunk': 'string', '--eval': 'string', '--eval-windows': 'string', '--eval-seqlen': 'string',
-  '--eval-every-shot': 'bool', '--dtype': 'string', '--raw': 'bool', '--force': 'bool', '--quiet': 'bool', '--blocksize': 'string',
+  '--eval-every-shot': 'bool', '--lora': 'bool', '--lora-rank': 'string', '--lora-lr': 'string', '--lora-targets': 'string',
+  '--dtype': 'string', '--raw': 'bool', '--force': 'bool', '--quiet': 'bool', '--blocksize': 'string',
 } as const;
 
 // Flags of the multi-shot LLM Surgeon family that the sequential peers (sparsegpt, wanda) do not have.
-const SURGEON_ONLY = ['--shots', '--damping-g', '--fisher-samples', '--max-correlate', '--max-chunk', '--eval-every-shot'];
+const SURGEON_ONLY = ['--shots', '--damping-g', '--fisher-samples', '--max-correlate', '--max-chunk', '--eval-every-shot', '--lora', '--lora-rank', '--lora-lr', '--lora-targets'];
 
 export interface PruneArgs {
   argv: string[];
@@ -59,6 +64,7 @@ export interface PruneArgs {
   shots?: number; method: CliMethod; nsamples: number; seqlen?: number; seed: number;
   fisherSamples?: number; dampingG?: number; dampingA?: number; maxCorrelate?: number; maxChunk?: number; blocksize?: number;
   eval?: string; evalWindows?: number; evalSeqlen?: number; evalEveryShot: boolean;
+  lora?: { rank?: number; lr?: number; targets?: 'attention' | 'all' };
   dtype?: ExportDType; raw: boolean; force: boolean; quiet: boolean;
 }
 
@@ -113,6 +119,13 @@ export function parsePruneArgs(argv: string[]): PruneArgs | 'help' {
     eval: evalFile, evalWindows: int('--eval-windows'), evalSeqlen: int('--eval-seqlen', 2), evalEveryShot: f.has('--eval-every-shot'),
     dtype: f.has('--dtype') ? choiceFlag('--dtype', f.get('--dtype')!, EXPORT_DTYPES) : undefined,
     raw: f.has('--raw'), force: f.has('--force'), quiet: f.has('--quiet'),
+    lora: ['--lora', '--lora-rank', '--lora-lr', '--lora-targets'].some((flag) => f.has(flag))
+      ? {
+          rank: int('--lora-rank'),
+          lr: f.has('--lora-lr') ? numFlag('--lora-lr', f.get('--lora-lr')!, 0, Infinity) : undefined,
+          targets: f.has('--lora-targets') ? choiceFlag('--lora-targets', f.get('--lora-targets')!, ['attention', 'all'] as const) : undefined,
+        }
+      : undefined,
   };
 }
 

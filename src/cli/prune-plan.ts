@@ -76,6 +76,7 @@ export function planPrune(
     structure: a.structure, sparsity: a.sparsity, shots: a.shots, method: a.method,
     lambdaG: a.dampingG, lambdaA: a.dampingA, fisherSamples: a.fisherSamples, seed: a.seed,
     maxCorrelate: a.maxCorrelate, maxChunk: a.maxChunk, signal,
+    lora: a.lora ? Object.fromEntries(Object.entries(a.lora).filter(([, v]) => v !== undefined)) : undefined,
     // pruneModel's in-shot ETA assumes even phases (they are not); the printer estimates from finished shots
     onProgress: (p) => progress({ ...p, etaSeconds: undefined }),
     evaluate: a.evalEveryShot ? evaluate : undefined,
@@ -88,6 +89,7 @@ export function planPrune(
       structure: a.structure, sparsity: a.sparsity, method: r.method, shots: r.shots,
       lambdaG: r.lambdaG, lambdaA: r.lambdaA, fisherSamples: a.fisherSamples ?? 0, seed: a.seed,
       maxCorrelate: a.maxCorrelate ?? null, maxChunk: r.maxChunk, independentUpdates: r.independent,
+      lora: r.lora ?? null,
     },
     async run(ctx, m) {
       const rep = await pruneModel(ctx, m, calib, opts);
