@@ -33,7 +33,12 @@ export interface Demo {
   close(): Promise<void>;
 }
 
-export async function openDemo(): Promise<Demo> {
+export interface OpenOptions {
+  /** Script run in the page before its own scripts (e.g. to simulate a browser without WebGPU). */
+  initScript?: () => void;
+}
+
+export async function openDemo(opts: OpenOptions = {}): Promise<Demo> {
   await build({ configFile: CONFIG, logLevel: 'warn' });
   const server: PreviewServer = await preview({ configFile: CONFIG, logLevel: 'warn', preview: { host: '127.0.0.1', port: 0, strictPort: false, open: false } });
   const addr = server.httpServer.address();
@@ -54,6 +59,7 @@ export async function openDemo(): Promise<Demo> {
   page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
   page.on('worker', (w) => logs.push(`[worker] started ${w.url()}`));
+  if (opts.initScript) await context.addInitScript(opts.initScript);
   await page.goto(url);
   await page.waitForSelector('body[data-ready=true]', { timeout: 60_000 });
   return {
