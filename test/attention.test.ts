@@ -4,19 +4,11 @@ import { randn, f32 } from './helpers/rng';
 import { attention, attentionBackward } from '../src/kernels/attention';
 import { attentionRef, attentionBwdRef, type AttnShape } from '../src/reference/layers';
 import { ShapeError } from '../src/gpu/errors';
+import { expectClose } from './helpers/close';
 
 const U = 2 ** -24; // fp32 unit roundoff
 
 /** |got − ref| ≤ atol + rtol·|ref| elementwise; reports the worst element on failure. */
-function expectClose(name: string, got: Float32Array, ref: Float64Array, atol: number, rtol: number): void {
-  expect(got.length).toBe(ref.length);
-  let worst = -Infinity, at = -1;
-  for (let i = 0; i < ref.length; i++) {
-    const r = Math.abs(got[i] - ref[i]) - (atol + rtol * Math.abs(ref[i]));
-    if (!(r <= worst) || Number.isNaN(got[i])) { worst = Number.isNaN(got[i]) ? Infinity : r; at = i; }
-  }
-  if (worst > 0) expect.fail(`${name}[${at}] = ${got[at]}, reference ${ref[at]} (atol ${atol}, rtol ${rtol})`);
-}
 
 const maxAbs = (a: Float64Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 

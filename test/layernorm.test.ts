@@ -4,18 +4,10 @@ import { randn, f32 } from './helpers/rng';
 import { layerNorm, layerNormBackward } from '../src/kernels/layernorm';
 import { layerNormRef, layerNormBwdRef } from '../src/reference/layers';
 import { ShapeError } from '../src/gpu/errors';
+import { expectClose } from './helpers/close';
 
 const U = 2 ** -24;
 
-function expectClose(name: string, got: Float32Array, ref: Float64Array, atol: number, rtol: number): void {
-  expect(got.length).toBe(ref.length);
-  let worst = -Infinity, at = -1;
-  for (let i = 0; i < ref.length; i++) {
-    const r = Number.isNaN(got[i]) ? Infinity : Math.abs(got[i] - ref[i]) - (atol + rtol * Math.abs(ref[i]));
-    if (r > worst) { worst = r; at = i; }
-  }
-  if (worst > 0) expect.fail(`${name}[${at}] = ${got[at]}, reference ${ref[at]} (atol ${atol}, rtol ${rtol})`);
-}
 
 describe('layernorm', () => {
   // [rows, d]: one row, d = 1 (y = β), d not a multiple of the 256 threads, rows > the 256-row param block.

@@ -15,16 +15,12 @@ import { accumulateKfac, OptModel, perplexity } from '../src/model/index';
 import { refKfac } from '../src/reference/kfac';
 import { refPerplexity, type RefOpt } from '../src/reference/opt';
 import { gpu } from './helpers/gpu';
+import { relFro } from './helpers/close';
 
 const MODEL = '/work/shared/models/opt-micro';
 const IDS = '/work/shared/data/wikitext-2-raw/wiki.test.opt-ids.json';
 const TEXT = '/work/shared/data/wikitext-2-raw/wiki.test.raw';
 
-function relFro(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
-  return Math.sqrt(num / den);
-}
 
 describe('opt-micro perplexity on the GPU (FIXTURES.md)', () => {
   let ctx: GpuContext;

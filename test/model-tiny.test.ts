@@ -16,6 +16,7 @@ import { tinyOpt } from '../src/reference/tinyopt';
 import { gpu } from './helpers/gpu';
 import { rng } from './helpers/rng';
 import { toCheckpoint } from './helpers/surgeon';
+import { relFro } from './helpers/close';
 
 const CFG = { layers: 2, d: 16, heads: 4, ffn: 32, vocab: 64, maxPos: 32 };
 
@@ -32,11 +33,6 @@ function worst(a: ArrayLike<number>, b: ArrayLike<number>, atol: number, rtol: n
   let w = 0;
   for (let i = 0; i < a.length; i++) w = Math.max(w, Math.abs(a[i] - b[i]) / (atol + rtol * Math.abs(b[i])));
   return Number.isNaN(w) ? Infinity : w;
-}
-function relFro(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
-  return Math.sqrt(num / den);
 }
 
 // Error model: f32 forward of depth ~2 layers, inner products of K ≤ 32 terms and a V = 64 logsumexp, values

@@ -4,18 +4,10 @@ import { randn, f32, rng } from './helpers/rng';
 import { crossEntropy, argmaxRows, sampleLabels, NO_LABEL } from '../src/kernels/xent';
 import { crossEntropyRef, argmaxRef, gumbelRef } from '../src/reference/layers';
 import { ShapeError } from '../src/gpu/errors';
+import { expectClose } from './helpers/close';
 
 const U = 2 ** -24;
 
-function expectClose(name: string, got: Float32Array, ref: Float64Array, atol: number, rtol: number): void {
-  expect(got.length).toBe(ref.length);
-  let worst = -Infinity, at = -1;
-  for (let i = 0; i < ref.length; i++) {
-    const r = Number.isNaN(got[i]) ? Infinity : Math.abs(got[i] - ref[i]) - (atol + rtol * Math.abs(ref[i]));
-    if (r > worst) { worst = r; at = i; }
-  }
-  if (worst > 0) expect.fail(`${name}[${at}] = ${got[at]}, reference ${ref[at]} (atol ${atol}, rtol ${rtol})`);
-}
 
 function labelsFor(N: number, V: number, seed: number): Uint32Array {
   const r = rng(seed);
