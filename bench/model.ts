@@ -9,7 +9,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { GpuContext } from '../src/gpu/context';
-import { loadCheckpoint, parseOptConfig, calibrationWindows, type LoadedCheckpoint } from '../src/io/index';
+import { loadCheckpoint, parseOptConfig, expectedOptTensors, calibrationWindows, type LoadedCheckpoint } from '../src/io/index';
+import { mulberry32, normalSampler } from '../src/reference/dense';
 import { OptModel, perplexity, accumulateKfac } from '../src/model/index';
 import { arg, printProfile, table, writeJson } from './harness';
 
@@ -46,25 +47,13 @@ function torch(tasks: unknown[]): Array<Record<string, unknown>> {
 /** A random OPT checkpoint in memory (std 0.02 weights, unit LayerNorms), for shape-only timing. */
 function randomCheckpoint(cfgJson: Record<string, unknown>): LoadedCheckpoint {
   const config = parseOptConfig(cfgJson);
-  const d = config.hiddenSize, f = config.ffnDim, V = config.vocabSize;
-  const shapes = new Map<string, number[]>();
-  const add = (n: string, s: number[]) => shapes.set(n, s);
-  add('model.decoder.embed_tokens.weight', [V, d]);
-  add('model.decoder.embed_positions.weight', [config.maxPositions + 2, d]);
-  for (let l = 0; l < config.numLayers; l++) {
-    const p = `model.decoder.layers.${l}.`;
-    for (const m of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) { add(`${p}self_attn.${m}.weight`, [d, d]); add(`${p}self_attn.${m}.bias`, [d]); }
-    add(`${p}fc1.weight`, [f, d]); add(`${p}fc1.bias`, [f]); add(`${p}fc2.weight`, [d, f]); add(`${p}fc2.bias`, [d]);
-    for (const ln of ['self_attn_layer_norm', 'final_layer_norm']) { add(`${p}${ln}.weight`, [d]); add(`${p}${ln}.bias`, [d]); }
-  }
-  add('model.decoder.final_layer_norm.weight', [d]); add('model.decoder.final_layer_norm.bias', [d]);
-  let s = 12345;
-  const rnd = () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s / 2 ** 32; };
+  const shapes = expectedOptTensors(config);
+  const normal = normalSampler(mulberry32(12345));
   const tensors = new Map<string, Float32Array>();
   for (const [n, sh] of shapes) {
     const a = new Float32Array(sh.reduce((x, y) => x * y, 1));
     if (n.includes('layer_norm.weight')) a.fill(1);
-    else if (!n.endsWith('bias')) for (let i = 0; i < a.length; i++) a[i] = 0.02 * Math.sqrt(-2 * Math.log(rnd() + 1e-12)) * Math.cos(2 * Math.PI * rnd());
+    else if (!n.endsWith('bias')) for (let i = 0; i < a.length; i++) a[i] = 0.02 * normal();
     tensors.set(n, a);
   }
   return { config, tensors, shapes, sourceDtype: 'F32', files: [] };
