@@ -3,7 +3,9 @@
  * calibration = nsamples random windows of seqlen from the calibration ids (seed 100, as the authors' runs),
  * perplexity on WikiText-2 test windows of seqlen after every shot (eval time reported separately).
  *   node dist-node/prune.mjs --model <dir> --data <dir with test.i32, calib.i32> --structure rows-cols
- *        --sparsity 0.5 [--shots 40] [--method surgeon] [--nsamples 128] [--seqlen 2048] [--eval-every 8] [--out f]
+ *        --sparsity 0.5 [--shots 40] [--method surgeon] [--nsamples 128] [--seqlen 2048] [--eval-every 8]
+ *        [--seed 100] [--lora [--lora-lr x] [--lora-rank r] [--lora-targets attention|all] [--lora-fraction f]] [--out f]
+ * BENCH_COMMIT in the environment is written into the JSON (the device copy of the tree has no .git).
  */
 import { readFileSync } from 'node:fs';
 import { GpuContext } from '../src/gpu/context';
@@ -28,6 +30,12 @@ async function main() {
   const seqlen = Number(arg('seqlen') ?? 2048);
   const evalEvery = Number(arg('eval-every') ?? 0);
   const evalWindows = arg('eval-windows') ? Number(arg('eval-windows')) : undefined;
+  const seed = Number(arg('seed') ?? 100);
+  const num = (k: string) => (arg(k) !== undefined ? Number(arg(k)) : undefined);
+  const lora = arg('lora') !== undefined
+    ? { lr: num('lora-lr'), rank: num('lora-rank'), fraction: num('lora-fraction'), targets: arg('lora-targets') as 'attention' | 'all' | undefined }
+    : undefined;
+  if (lora) for (const k of Object.keys(lora) as Array<keyof typeof lora>) if (lora[k] === undefined) delete lora[k];
   const out = arg('out') ?? `bench/out/prune-${structure.replace(':', 'of')}-${method}-${sparsity}.json`;
 
   const ctx = await GpuContext.create({ needs: { maxStorageBufferBindingSize: 256 << 20 } });
@@ -35,7 +43,7 @@ async function main() {
   const ckpt = await loadCheckpoint(modelDir);
   const model = await OptModel.fromCheckpoint(ctx, ckpt);
   const testIds = i32(`${dataDir}/test.i32`);
-  const calib = calibrationWindows(i32(`${dataDir}/calib.i32`), nsamples, seqlen, 100);
+  const calib = calibrationWindows(i32(`${dataDir}/calib.i32`), nsamples, seqlen, seed);
 
   const dense = await perplexity(ctx, model, testIds, { seqlen, windows: evalWindows });
   console.log(`dense ppl ${dense.ppl}`);
@@ -45,7 +53,7 @@ async function main() {
   const t0 = performance.now();
   // Evaluate at chosen shots through the progress hook: pruneModel's own per-shot evaluation would run every shot.
   const report = await pruneModel(ctx, model, calib, {
-    structure, sparsity, shots, method,
+    structure, sparsity, shots, method, seed, lora,
     onProgress: (p) => {
       const now = performance.now();
       if (now - last > 5000) { console.log(`  ${p.phase} shot ${p.shot}/${p.shots} ${(p.fraction * 100).toFixed(0)}% eta ${p.etaSeconds?.toFixed(0) ?? '?'} s`); last = now; }
@@ -57,11 +65,11 @@ async function main() {
   evalSeconds += (performance.now() - te) / 1000;
   for (const s of report.shots) rows.push({ shot: s.shot, target: s.target, achieved: s.achieved, ...Object.fromEntries(Object.entries(s.seconds).map(([k, v]) => [`${k}_s`, v])) });
   table(rows.filter((r, i) => evalEvery === 0 || (i + 1) % Math.max(1, evalEvery) === 0 || i === rows.length - 1));
-  console.log(`${method} ${structure} ${sparsity} shots=${report.shots.length}: ppl ${pruned.ppl} (dense ${dense.ppl}), achieved ${report.achievedSparsity}, prune ${pruneSeconds.toFixed(1)} s, eval ${evalSeconds.toFixed(1)} s`);
+  console.log(`${method}${lora ? '+lora' : ''} ${structure} ${sparsity} shots=${report.shots.length}: ppl ${pruned.ppl} (dense ${dense.ppl}), achieved ${report.achievedSparsity}, prune ${pruneSeconds.toFixed(1)} s, eval ${evalSeconds.toFixed(1)} s`);
   console.log(`phase seconds: ${JSON.stringify(report.seconds)}`);
   writeJson(out, {
-    adapter: ctx.gpu.info, date: new Date().toISOString(),
-    run: { method, structure, shots: report.shots.length, sparsity, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
+    adapter: ctx.gpu.info, date: new Date().toISOString(), commit: process.env.BENCH_COMMIT ?? null,
+    run: { method, structure, shots: report.shots.length, sparsity, lora: lora ?? false, seed, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
     phases: report.seconds, shots: report.shots, byModuleType: report.byModuleType, layers: report.layers,
   });
   model.dispose();
