@@ -3,7 +3,9 @@
  *  - dense perplexity per ALGORITHM §10 vs FIXTURES.md and vs transformers on the same GPU
  *  - K-FAC A and G (4 × 256 tokens) vs PyTorch hooks: relative Frobenius error per prunable layer
  *  - timed K-FAC pass with peak memory: opt-mini 128 × 2048, and an OPT-125m-shaped random model
- *   node dist-node/model.mjs --models <dir with opt-micro, opt-mini> --data <dir with *.i32> [--torch] [--quick] [--profile] [--out f]
+ *   node dist-node/model.mjs --models <dir with opt-micro, opt-mini> --data <dir with *.i32> [--torch] [--quick] [--profile]
+ *        [--only kfac-time] [--kfac-batches 2,4,8,16] [--out f]
+ * --kfac-batches: also time opt-mini's K-FAC pass at these windows per forward/backward (profile at the largest).
  * Token ids travel as raw little-endian int32 files (test.i32 = WikiText-2 test joined per §10, calib.i32).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -25,6 +27,7 @@ const dataDir = arg('data') ?? '.gpu/data';
 const quick = arg('quick') !== undefined;
 const withTorch = arg('torch') !== undefined;
 const out = arg('out') ?? 'bench/out/model.json';
+const onlyTiming = arg('only') === 'kfac-time'; // skip the perplexity and factor checks
 
 function i32(path: string): Int32Array {
   const b = readFileSync(path);
@@ -68,7 +71,7 @@ async function main() {
   const profiles: Record<string, unknown> = {};
 
   // 1. dense perplexity
-  const pplCases: Array<[string, number]> = quick ? [['opt-micro', 256]] : [['opt-micro', 2048], ['opt-micro', 512], ['opt-micro', 256], ['opt-mini', 2048]];
+  const pplCases: Array<[string, number]> = onlyTiming ? [] : quick ? [['opt-micro', 256]] : [['opt-micro', 2048], ['opt-micro', 512], ['opt-micro', 256], ['opt-mini', 2048]];
   const tPpl = torch(pplCases.map(([m, T]) => ({ name: `ppl ${m} ${T}`, kind: 'ppl', model: `${modelsDir}/${m}`, ids: `${dataDir}/test.i32`, seqlen: T, windows: quick ? 4 : null })));
   const models = new Map<string, OptModel>();
   const getModel = async (m: string) => {
@@ -87,7 +90,7 @@ async function main() {
   }
 
   // 2. K-FAC factors vs PyTorch hooks, 4 × 256 tokens of the test text
-  for (const m of ['opt-micro', 'opt-mini']) {
+  for (const m of onlyTiming ? [] : ['opt-micro', 'opt-mini']) {
     const T = 256, n = 4;
     const dump = `/tmp/torch_kfac_${m}.bin`;
     const [tk] = torch([{ name: `kfac ${m}`, kind: 'kfac_dump', model: `${modelsDir}/${m}`, ids: `${dataDir}/test.i32`, seqlen: T, nseq: n, out: dump }]);
@@ -109,21 +112,24 @@ async function main() {
   }
 
   // 3. timed K-FAC pass: opt-mini 128 × 2048 calibration, OPT-125m-shaped random 16 × 2048
-  const timing: Array<{ name: string; ckpt: () => Promise<LoadedCheckpoint>; nseq: number; torchSpec: Record<string, unknown>; ids?: Int32Array[] }> = [];
+  const timing: Array<{ name: string; ckpt: () => Promise<LoadedCheckpoint>; nseq: number; torchSpec: Record<string, unknown>; ids?: Int32Array[]; batch?: number }> = [];
   const T = quick ? 256 : 2048;
   const calib = calibrationWindows(calibIds, quick ? 4 : 128, T, 0);
   const calibFile = '/tmp/calib_windows.i32';
   writeFileSync(calibFile, Buffer.from(new Int32Array(calib.flatMap((w) => Array.from(w))).buffer));
-  timing.push({ name: 'kfac opt-mini', ckpt: () => loadCheckpoint(`${modelsDir}/opt-mini`), nseq: calib.length, ids: calib, torchSpec: { model: `${modelsDir}/opt-mini`, ids: calibFile } });
+  if (!onlyTiming) timing.push({ name: 'kfac opt-mini', ckpt: () => loadCheckpoint(`${modelsDir}/opt-mini`), nseq: calib.length, ids: calib, torchSpec: { model: `${modelsDir}/opt-mini`, ids: calibFile } });
+  const sweep = (arg('kfac-batches') ?? '').split(',').filter(Boolean).map(Number);
+  for (const b of sweep) timing.push({ name: `kfac opt-mini batch ${b}`, ckpt: () => loadCheckpoint(`${modelsDir}/opt-mini`), nseq: calib.length, ids: calib, torchSpec: { model: `${modelsDir}/opt-mini`, ids: calibFile }, batch: b });
   const cfg125 = { model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, do_layer_norm_before: true, activation_function: 'relu', enable_bias: true, tie_word_embeddings: true, dtype: 'float32', layer_norm_elementwise_affine: true, pad_token_id: 1, bos_token_id: 2, eos_token_id: 2 };
   const n125 = quick ? 2 : 16;
   let s = 7;
   const rand125 = Array.from({ length: n125 }, () => Int32Array.from({ length: T }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % 50272; }));
   // Too slow for a CPU adapter (~0.4 TFLOP for even 2 × 256 tokens); GPU machine only.
-  if (!quick) timing.push({ name: 'kfac opt-125m-shape (random)', ckpt: async () => randomCheckpoint(cfg125), nseq: n125, ids: rand125, torchSpec: { random: { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, enable_bias: true } } });
+  if (!quick && !onlyTiming) timing.push({ name: 'kfac opt-125m-shape (random)', ckpt: async () => randomCheckpoint(cfg125), nseq: n125, ids: rand125, torchSpec: { random: { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, enable_bias: true } } });
   for (const [m, mdl] of models) { mdl.dispose(); models.delete(m); }
   ctx.trim();
-  const tTime = torch(timing.map((t) => ({ name: t.name, kind: 'kfac_time', seqlen: T, nseq: t.nseq, batch: 2, ...t.torchSpec })));
+  // PyTorch at the same windows per forward/backward as ours (2 = our default at seqlen 2048).
+  const tTime = torch(timing.map((t) => ({ name: t.name, kind: 'kfac_time', seqlen: T, nseq: t.nseq, batch: t.batch ?? 2, ...t.torchSpec })));
   for (let i = 0; i < timing.length; i++) {
     const t = timing[i];
     const model = await OptModel.fromCheckpoint(ctx, await t.ckpt());
@@ -131,21 +137,21 @@ async function main() {
     const base = ctx.pool.bytesInUse;
     ctx.pool.peakBytesInUse = base;
     const t0 = performance.now();
-    const res = await accumulateKfac(ctx, model, t.ids!);
+    const res = await accumulateKfac(ctx, model, t.ids!, { batch: t.batch });
     await ctx.sync();
     const secs = (performance.now() - t0) / 1000;
     const peak = ctx.pool.peakBytesInUse - base;
-    if (arg('profile') !== undefined) {
+    if (arg('profile') !== undefined && (!t.batch || t.batch === Math.max(...sweep))) {
       // A second, profiled pass: where the K-FAC time goes, kernel by kernel.
       ctx.enableProfiling();
-      const again = await accumulateKfac(ctx, model, t.ids!.slice(0, 16));
+      const again = await accumulateKfac(ctx, model, t.ids!.slice(0, 16), { batch: t.batch });
       const seen2 = new Set<unknown>();
       for (const v of again.values()) for (const x of [v.A, v.G]) if (!seen2.has(x)) { seen2.add(x); x.dispose(); }
       profiles[t.name] = await printProfile(ctx, `${t.name}, 16 sequences`);
       ctx.profiler = null;
     }
     const tt = tTime[i];
-    rows.push({ check: 'kfac-time', model: t.name, sequences: t.nseq, seqlen: T, ours_s: secs, ours_peak_mb: peak / 2 ** 20, model_mb: base / 2 ** 20, torch_s: tt.seconds ?? null, torch_peak_mb: tt.peak_bytes ? (tt.peak_bytes as number) / 2 ** 20 : null, ratio: tt.seconds ? (tt.seconds as number) / secs : null });
+    rows.push({ check: 'kfac-time', model: t.name, batch: t.batch ?? Math.max(1, Math.floor(4096 / T)), sequences: t.nseq, seqlen: T, ours_s: secs, ours_peak_mb: peak / 2 ** 20, model_mb: base / 2 ** 20, torch_s: tt.seconds ?? null, torch_peak_mb: tt.peak_bytes ? (tt.peak_bytes as number) / 2 ** 20 : null, ratio: tt.seconds ? (tt.seconds as number) / secs : null });
     const seen = new Set<unknown>();
     for (const v of res.values()) for (const x of [v.A, v.G]) if (!seen.has(x)) { seen.add(x); x.dispose(); }
     model.dispose();

@@ -4,7 +4,7 @@
  * perplexity on WikiText-2 test windows of seqlen after every shot (eval time reported separately).
  *   node dist-node/prune.mjs --model <dir> --data <dir with test.i32, calib.i32> --structure rows-cols
  *        --sparsity 0.5 [--shots 40] [--method surgeon] [--nsamples 128] [--seqlen 2048] [--eval-every 8]
- *        [--seed 100] [--lora [--lora-lr x] [--lora-rank r] [--lora-targets attention|all] [--lora-fraction f]] [--out f]
+ *        [--seed 100] [--batch B] [--lora [--lora-lr x] [--lora-rank r] [--lora-targets attention|all] [--lora-fraction f]] [--out f]
  * BENCH_COMMIT in the environment is written into the JSON (the device copy of the tree has no .git).
  */
 import { readFileSync } from 'node:fs';
@@ -31,6 +31,7 @@ async function main() {
   const evalEvery = Number(arg('eval-every') ?? 0);
   const evalWindows = arg('eval-windows') ? Number(arg('eval-windows')) : undefined;
   const seed = Number(arg('seed') ?? 100);
+  const batch = arg('batch') ? Number(arg('batch')) : undefined; // K-FAC windows per forward/backward
   const num = (k: string) => (arg(k) !== undefined ? Number(arg(k)) : undefined);
   const lora = arg('lora') !== undefined
     ? { lr: num('lora-lr'), rank: num('lora-rank'), fraction: num('lora-fraction'), targets: arg('lora-targets') as 'attention' | 'all' | undefined }
@@ -53,7 +54,7 @@ async function main() {
   const t0 = performance.now();
   // Evaluate at chosen shots through the progress hook: pruneModel's own per-shot evaluation would run every shot.
   const report = await pruneModel(ctx, model, calib, {
-    structure, sparsity, shots, method, seed, lora,
+    structure, sparsity, shots, method, seed, lora, batch,
     onProgress: (p) => {
       const now = performance.now();
       if (now - last > 5000) { console.log(`  ${p.phase} shot ${p.shot}/${p.shots} ${(p.fraction * 100).toFixed(0)}% eta ${p.etaSeconds?.toFixed(0) ?? '?'} s`); last = now; }
@@ -69,7 +70,7 @@ async function main() {
   console.log(`phase seconds: ${JSON.stringify(report.seconds)}`);
   writeJson(out, {
     adapter: ctx.gpu.info, date: new Date().toISOString(), commit: process.env.BENCH_COMMIT ?? null,
-    run: { method, structure, shots: report.shots.length, sparsity, lora: lora ?? false, seed, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
+    run: { method, structure, shots: report.shots.length, sparsity, lora: lora ?? false, seed, batch: batch ?? null, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
     phases: report.seconds, shots: report.shots, byModuleType: report.byModuleType, layers: report.layers,
   });
   model.dispose();

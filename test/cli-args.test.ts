@@ -62,6 +62,16 @@ describe('flag parser', () => {
     expect(mag !== 'help' && mag.calib).toBeUndefined(); // magnitude needs no calibration
   });
 
+  it('--batch sets the K-FAC windows per forward/backward; peers and bad values are refused', () => {
+    const a = parsePruneArgs([...base(join(tmp, 'x')), '--batch', '16']);
+    expect(a !== 'help' && a.batch).toBe(16);
+    const d = parsePruneArgs(base(join(tmp, 'x')));
+    expect(d !== 'help' && d.batch).toBeUndefined();
+    expect(() => parsePruneArgs([...base(join(tmp, 'x')), '--batch', '0'])).toThrow(UsageError);
+    expect(() => parsePruneArgs([...base(join(tmp, 'x')), '--batch', '2.5'])).toThrow(UsageError);
+    expect(() => parsePruneArgs(['--model', MODEL, '--calib', CALIB, '--structure', 'element', '--sparsity', '0.5', '--method', 'sparsegpt', '--batch', '4', '--out', 'o'])).toThrow(/--batch does not apply/);
+  });
+
   it('--lora and its options enable LoRA corrections; peers refuse them', () => {
     const none = parsePruneArgs(base(join(tmp, 'x')));
     expect(none !== 'help' && none.lora).toBeUndefined();

@@ -89,10 +89,10 @@ export function planPrune(
       structure: a.structure, sparsity: a.sparsity, method: r.method, shots: r.shots,
       lambdaG: r.lambdaG, lambdaA: r.lambdaA, fisherSamples: a.fisherSamples ?? 0, seed: a.seed,
       maxCorrelate: a.maxCorrelate ?? null, maxChunk: r.maxChunk, independentUpdates: r.independent,
-      lora: r.lora ?? null,
+      lora: r.lora ?? null, batch: a.batch ?? null,
     },
     async run(ctx, m) {
-      const rep = await pruneModel(ctx, m, calib, opts);
+      const rep = await pruneModel(ctx, m, calib, { ...opts, batch: a.batch });
       return { achievedSparsity: rep.achievedSparsity, layers: rep.layers, shots: rep.shots, seconds: rep.seconds };
     },
   };
