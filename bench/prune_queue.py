@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Runs a priority-ordered list of bench/prune benchmarks one at a time (clean timings) until a deadline.
+"""(Not named queue.py: that would shadow the standard library module for scripts in bench/.)
+Runs a priority-ordered list of bench/prune benchmarks one at a time (clean timings) until a deadline.
 
-  python3 bench/queue.py --deadline SECONDS --jobs FILE --outdir DIR [--est-from DIR/solo.json]
+  python3 bench/prune_queue.py --deadline SECONDS --jobs FILE --outdir DIR [--est-from DIR/solo.json]
 
 FILE: one job per line, `name  factor  args…` (factor × the solo run's seconds estimates the job's time;
 a job starts only when that estimate fits before the deadline). Each job writes DIR/name.json and
