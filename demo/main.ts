@@ -153,7 +153,7 @@ $<HTMLFormElement>('model-form').addEventListener('submit', async (ev) => {
     pruned = false;
     $('gen-before').textContent = '—';
     $('gen-after').textContent = '—';
-    $<HTMLTableElement>('shot-table').hidden = true;
+    for (const id of ['shot-table', 'lora-table']) $<HTMLTableElement>(id).hidden = true;
     pruner.modelChanged();
     progress.log(`Loaded ${m.label} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     progress.idle('loaded');

@@ -2,7 +2,8 @@
  * The prune part of the page: settings → a job in the worker (client.prune) with live progress, a
  * cancel button (AbortSignal → the worker's job aborts between steps), a resume button (the job
  * checkpoints every shot to OPFS; resuming continues from the last saved shot with the same settings),
- * the per-shot perplexity table (dense vs pruned), and text generated before and after pruning.
+ * optional LoRA corrections between shots (multi-shot methods except magnitude), the per-shot tables
+ * (dense vs pruned perplexity; LoRA steps, loss before → after, time), and text generated before and after pruning.
  */
 
 import type { SurgeonClient } from '../../src/api/client';
@@ -15,6 +16,8 @@ import type { ProgressView } from './progress';
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const num = (id: string) => Number($<HTMLInputElement>(id).value);
 const PEERS = new Set(['sparsegpt', 'wanda']);
+/** Methods without the LoRA option here: the one-pass peers (the API refuses it) and magnitude (no curvature, a baseline). */
+const NO_LORA = new Set([...PEERS, 'magnitude']);
 /** OPFS folder of the demo's job checkpoint (one job at a time). */
 export const DEMO_CHECKPOINT = 'demo-job';
 
@@ -44,8 +47,9 @@ export class PruneController {
       this.abort?.abort();
       host.progress.log('Cancelling after the current step…');
     });
-    for (const id of ['method', 'structure', 'sparsity', 'shots', 'nsamples', 'seqlen', 'seed']) $(id).addEventListener('change', () => void this.refreshResume());
+    for (const id of ['method', 'structure', 'sparsity', 'shots', 'nsamples', 'seqlen', 'seed', 'lora', 'lora-rank', 'lora-lr']) $(id).addEventListener('change', () => void this.refreshResume());
     $('method').addEventListener('change', () => this.methodChanged());
+    $('lora').addEventListener('change', () => this.loraChanged());
   }
 
   /** A new model was loaded: forget the dense sample text. */
@@ -65,6 +69,7 @@ export class PruneController {
       shots: num('shots'),
       calibration: { text, nsamples: num('nsamples'), seqlen, seed: num('seed') },
       evaluate: { text, seqlen, windows: num('eval-windows') },
+      lora: this.loraOn() ? { rank: num('lora-rank'), lr: num('lora-lr') } : undefined,
       checkpoint: PEERS.has(method!) ? undefined : ({ opfs: DEMO_CHECKPOINT, resume } satisfies CheckpointSpec),
     };
   }
@@ -75,6 +80,18 @@ export class PruneController {
     st.querySelector<HTMLOptionElement>('option[value=rows-cols]')!.disabled = peer; // peers prune elements or n:m only
     if (peer && st.value === 'rows-cols') st.value = 'element';
     $<HTMLInputElement>('shots').disabled = peer;
+    $<HTMLInputElement>('lora').disabled = NO_LORA.has($<HTMLSelectElement>('method').value);
+    this.loraChanged();
+  }
+
+  private loraOn(): boolean {
+    const box = $<HTMLInputElement>('lora');
+    return box.checked && !box.disabled;
+  }
+
+  /** Rank and learning rate are editable only while the corrections are on. */
+  private loraChanged(): void {
+    for (const id of ['lora-rank', 'lora-lr']) $<HTMLInputElement>(id).disabled = !this.loraOn();
   }
 
   /** Enable Resume when the OPFS checkpoint holds an unfinished job of the loaded model. */
@@ -109,7 +126,8 @@ export class PruneController {
         this.denseText = `${prompt}${g.text}`;
         $('gen-before').textContent = this.denseText;
       }
-      progress.log(`${resume ? 'Resuming' : 'Pruning'}: ${s.method} ${s.structure} to ${pct(s.sparsity, 0)} in ${s.shots} shot(s)…`);
+      const lora = s.lora && typeof s.lora === 'object' ? ` with LoRA corrections (rank ${s.lora.rank}, lr ${s.lora.lr})` : '';
+      progress.log(`${resume ? 'Resuming' : 'Pruning'}: ${s.method} ${s.structure} to ${pct(s.sparsity, 0)} in ${s.shots} shot(s)${lora}…`);
       const { report } = await client.prune(s, { onProgress: (p) => this.running && progress.job(p), signal: this.abort.signal });
       this.showShots(report);
       await this.host.refresh(report);
@@ -117,7 +135,8 @@ export class PruneController {
       const g = await client.generate(prompt, { maxNewTokens });
       $('gen-after').textContent = `${prompt}${g.text}`;
       const from = report.resumedFromShot ? ` (resumed after shot ${report.resumedFromShot})` : '';
-      progress.log(`Pruned to ${pct(report.achievedSparsity, 2)} sparsity${from} in ${seconds((performance.now() - t0) / 1000)}; perplexity ${fmt(report.densePerplexity)} → ${fmt(report.shots.at(-1)?.ppl)}.`);
+      const loraTime = report.seconds.lora !== undefined ? `; LoRA corrections took ${seconds(report.seconds.lora)}` : '';
+      progress.log(`Pruned to ${pct(report.achievedSparsity, 2)} sparsity${from} in ${seconds((performance.now() - t0) / 1000)}; perplexity ${fmt(report.densePerplexity)} → ${fmt(report.shots.at(-1)?.ppl)}${loraTime}.`);
       progress.idle('done');
     } catch (e) {
       progress.idle(e instanceof PruneAbortedError ? 'cancelled' : 'failed');
@@ -135,15 +154,25 @@ export class PruneController {
   }
 
   private showShots(r: PruneJobReport): void {
-    const table = $<HTMLTableElement>('shot-table');
-    const body = table.tBodies[0];
-    body.replaceChildren();
-    for (const sh of r.shots) {
+    const fill = (id: string, rows: string[][]) => {
+      const table = $<HTMLTableElement>(id);
+      table.tBodies[0].replaceChildren();
+      for (const cells of rows) {
+        const row = table.tBodies[0].insertRow();
+        for (const c of cells) row.insertCell().textContent = c;
+      }
+      table.hidden = rows.length === 0;
+      return table;
+    };
+    fill('shot-table', r.shots.map((sh) => {
       const secs = Object.values(sh.seconds).reduce((a, b) => a + b, 0);
-      const row = body.insertRow();
-      for (const c of [`${sh.shot}`, pct(sh.target, 1), pct(sh.achieved, 2), fmt(r.densePerplexity), fmt(sh.ppl), secs ? seconds(secs) : 'saved']) row.insertCell().textContent = c;
-    }
-    table.hidden = false;
+      return [`${sh.shot}`, pct(sh.target, 1), pct(sh.achieved, 2), fmt(r.densePerplexity), fmt(sh.ppl), secs ? seconds(secs) : 'saved'];
+    }));
+    // Loss: mean next-token loss (nats) on the correction's own calibration windows, before and after it.
+    const lora = fill('lora-table', r.shots.filter((sh) => sh.lora).map((sh) => [
+      `${sh.shot}`, `${sh.lora!.steps}`, sh.lora!.lossBefore.toFixed(4), sh.lora!.lossAfter.toFixed(4), sh.seconds.lora !== undefined ? seconds(sh.seconds.lora) : '—',
+    ]));
+    lora.caption!.textContent = `LoRA corrections (loss on their training windows)${r.seconds.lora !== undefined ? `: ${seconds(r.seconds.lora)} in all` : ''}`;
   }
 }
 

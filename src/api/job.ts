@@ -235,6 +235,7 @@ async function runPeerJob(
 ): Promise<PruneResult> {
   if (opts.structure === 'rows-cols') throw new PruneConfigError(`${method} prunes elements or n:m groups, not rows and columns`);
   if (opts.checkpoint) throw new PruneConfigError(`${method} runs in one pass; checkpoints apply to the multi-shot methods`);
+  if (opts.lora) throw new PruneConfigError(`${method} runs in one pass; lora corrections run between the shots of the multi-shot methods`);
   const cal = opts.calibration ?? {};
   emit({ phase: 'upload', fraction: 0 }, true);
   ctx.pool.peakBytesInUse = ctx.pool.bytesInUse;

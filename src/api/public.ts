@@ -66,7 +66,8 @@ export async function loadModel(source: ModelSource, opts: { revision?: string; 
 /**
  * Prune `model` with the LLM Surgeon (or a baseline) and return new host weights and the report; the
  * input model is not modified. See PruneJobOptions: structure, sparsity, shots, method, calibration
- * { text | ids, nsamples, seqlen, seed }, evaluate, onProgress, signal, checkpoint, memoryBudget.
+ * { text | ids, nsamples, seqlen, seed }, evaluate, lora (low-rank corrections between shots, ALGORITHM.md §8;
+ * multi-shot methods only), onProgress, signal, checkpoint, memoryBudget.
  */
 export async function prune(model: HostModel, opts: PruneJobOptions): Promise<PruneResult> {
   if (usesWorker()) {

@@ -3,8 +3,9 @@
  * structured prune of the embedded opt-micro through the page's controls with its perplexity table
  * (dense and pruned values checked against the float64 reference), sparsity chart and generated text;
  * the downloaded zip loads back in Node with the requested sparsity; a cancelled job resumes from its
- * OPFS checkpoint; downloads are cached in Cache Storage and clearCache() drops them.
- * Screenshots: test/artifacts/demo-pruned.png, demo-cancelled.png, demo-resumed.png.
+ * OPFS checkpoint; downloads are cached in Cache Storage and clearCache() drops them; the LoRA checkbox
+ * (off for the peers and magnitude) adds the 'lora' phase and per-shot losses to a run.
+ * Screenshots: test/artifacts/demo-pruned.png, demo-cancelled.png, demo-resumed.png, demo-lora.png.
  */
 
 import { mkdir, readFile } from 'node:fs/promises';
@@ -170,5 +171,53 @@ describe('pruning in the demo page', () => {
       expect(rows).toBe(3);
       expect(await page.isDisabled('#resume')).toBe(true);
       await page.screenshot({ path: join(ARTIFACTS, 'demo-resumed.png'), fullPage: true });
+    }));
+
+  it('LoRA corrections between shots: checkbox (off for sparsegpt, wanda, magnitude), phase "lora" in the progress, losses and time in the result', () =>
+    withLogs(async () => {
+      const { page } = demo;
+      await page.click('#load'); // start from the dense model again
+      await waitLog(/^Loaded /, 120_000);
+      for (const m of ['sparsegpt', 'wanda', 'magnitude']) {
+        await page.selectOption('#method', m);
+        expect(await page.isDisabled('#lora'), m).toBe(true);
+      }
+      // K-OBD elements on 2 × 32 tokens: a few seconds per shot on SwiftShader.
+      await settings({ method: 'kobd', structure: 'element', sparsity: 0.3, shots: 2, nsamples: 2, seqlen: 32, windows: 2 });
+      expect(await page.isEnabled('#lora')).toBe(true);
+      expect(await page.isDisabled('#lora-rank')).toBe(true); // rank and lr follow the checkbox
+      await page.check('#lora');
+      expect(await page.isEnabled('#lora-rank')).toBe(true);
+      await page.fill('#lora-rank', '4');
+      await page.fill('#lora-lr', '0.01'); // paper: 1e-4; larger so the loss change shows in 4 decimals
+      // Every phase name the progress area shows (a correction lasts about a second per shot).
+      await page.evaluate(() => {
+        const el = document.getElementById('p-phase-name')!, seen: string[] = ((globalThis as any).__phases = []);
+        new MutationObserver(() => seen.push(el.textContent ?? '')).observe(el, { childList: true, characterData: true, subtree: true });
+      });
+      const t0 = Date.now();
+      await page.click('#prune');
+      await waitLog(/^Pruned to/, 240_000);
+      const log = await page.textContent('#log');
+      console.log(`[e2e] prune with LoRA in the page: ${((Date.now() - t0) / 1000).toFixed(1)} s — ${log}`);
+      expect(log).toMatch(/^Pruned to 30\.\d+% sparsity .*; LoRA corrections took [\d.]+ s\.$/);
+      const phases: string[] = await page.evaluate(() => (globalThis as any).__phases);
+      expect(phases).toContain('lora');
+
+      // Result: a LoRA table with steps, the training windows' loss before → after and the time per shot, the total in its caption.
+      const rows = await page.$$eval('[data-testid=lora] tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
+      expect(rows.map((r) => r[0])).toEqual(['1', '2']);
+      for (const [, steps, before, after, time] of rows) {
+        expect(steps).toBe('1'); // 1 of 2 windows (default fraction), one batch
+        expect(Number(after), `${before} → ${after}`).toBeLessThan(Number(before));
+        expect(time).toMatch(/^[\d.]+ s$/);
+      }
+      expect(await page.textContent('[data-testid=lora] caption')).toMatch(/: [\d.]+ s in all$/);
+      await page.screenshot({ path: join(ARTIFACTS, 'demo-lora.png'), fullPage: true });
+      await page.uncheck('#lora');
+      expect(await page.isDisabled('#lora-lr')).toBe(true);
+      await page.click('#load'); // a new model clears the result tables
+      await waitLog(/^Loaded /, 120_000);
+      expect(await page.isHidden('[data-testid=lora]')).toBe(true);
     }));
 });
