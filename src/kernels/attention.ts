@@ -1,4 +1,5 @@
 import source from '../../shaders/attention.wgsl?raw';
+import tiledSource from '../../shaders/attention-tiled.wgsl?raw';
 import { grid1d, packUniforms, type GpuContext, type KernelSpec, type KernelVariant } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { ShapeError, LimitExceededError } from '../gpu/errors';
@@ -9,7 +10,19 @@ const DQ: KernelSpec = { name: 'attention.dq', source, entry: 'dq', bindings: ['
 const DKV: KernelSpec = {
   name: 'attention.dkv', source, entry: 'dkv', bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'], uniform: true,
 };
-const BQ = 64; // rows per workgroup, must equal BQ in attention.wgsl
+const BQ = 64; // rows per workgroup, must equal BQ in attention.wgsl and BM in attention-tiled.wgsl
+
+// 'tiled' implementation (attention-tiled.wgsl): same bindings and uniforms, 256 threads per 64-row block.
+const TFWD: KernelSpec = { ...FWD, name: 'attention.tiled.fwd', source: tiledSource };
+const TDQ: KernelSpec = { ...DQ, name: 'attention.tiled.dq', source: tiledSource };
+const TDKV: KernelSpec = { ...DKV, name: 'attention.tiled.dkv', source: tiledSource };
+
+/**
+ * Kernel family: 'rows' (attention.wgsl: one thread per query/key row, the row and its accumulators
+ * in registers) or 'tiled' (attention-tiled.wgsl: FlashAttention-2-style 64×64 tiles, 4×4 scores and a
+ * 4-row output block per thread). 'tiled' is tested on SwiftShader but not yet measured on a real GPU.
+ */
+export type AttentionImpl = 'rows' | 'tiled';
 
 export interface AttentionShape {
   /** Sequences in the batch (rows = B·T). */
@@ -26,6 +39,12 @@ function headVariant(hd: number, stage: 'FWD' | 'DELTA' | 'DQ' | 'DKV'): KernelV
   const hdv = hd <= 16 ? 'HD16' : hd <= 32 ? 'HD32' : hd <= 64 ? 'HD64' : hd <= 128 ? 'HD128' : '';
   if (!hdv) throw new ShapeError(`attention: head dim ${hd} > 128 is not supported`);
   return { defines: { [hdv]: true, [stage]: true } };
+}
+
+/** attention-tiled.wgsl pads the head dim to 64 or 128 (output columns per thread). */
+function tiledVariant(hd: number, stage: 'FWD' | 'DQ' | 'DKV'): KernelVariant {
+  if (hd > 128) throw new ShapeError(`attention: head dim ${hd} > 128 is not supported`);
+  return { defines: { [hd <= 64 ? 'HD64' : 'HD128']: true, [stage]: true } };
 }
 
 function dims(name: string, q: Tensor, s: AttentionShape): Dims {
@@ -57,29 +76,39 @@ function uniforms(d: Dims): ArrayBuffer {
  * (heads concatenated, before out_proj) and lse [B·T, H] (log-sum-exp of the scaled scores, for backward).
  * Memory O(B·T·H·hd): the T×T scores are never stored.
  */
-export function attention(ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, opts: { out?: Tensor } = {}): { out: Tensor; lse: Tensor } {
+export function attention(
+  ctx: GpuContext, q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, opts: { out?: Tensor; impl?: AttentionImpl } = {},
+): { out: Tensor; lse: Tensor } {
   const d = dims('attention', q, shape);
   same('attention', q, ['k', k], ['v', v], ...(opts.out ? [['out', opts.out] as [string, Tensor]] : []));
+  const tiled = opts.impl === 'tiled';
+  const variant = tiled ? tiledVariant(d.hd, 'FWD') : headVariant(d.hd, 'FWD');
   const out = opts.out ?? ctx.empty(q.shape);
   const lse = ctx.empty([d.B * d.T, d.H]);
-  ctx.dispatch(FWD, headVariant(d.hd, 'FWD'), [q, k, v, out, lse], [Math.ceil(d.T / BQ), d.B * d.H], uniforms(d));
+  ctx.dispatch(tiled ? TFWD : FWD, variant, [q, k, v, out, lse], [Math.ceil(d.T / BQ), d.B * d.H], uniforms(d));
   return { out, lse };
 }
 
-/** Backward of attention: from dOut and the forward's q, k, v, out, lse → dq, dk, dv (same layout as q). */
+/**
+ * Backward of attention: from dOut and the forward's q, k, v, out, lse → dq, dk, dv (same layout as q).
+ * Either impl accepts the other's out and lse (same definitions).
+ */
 export function attentionBackward(
   ctx: GpuContext, dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, shape: AttentionShape,
+  opts: { impl?: AttentionImpl } = {},
 ): { dq: Tensor; dk: Tensor; dv: Tensor } {
   const d = dims('attentionBackward', q, shape);
   same('attentionBackward', q, ['k', k], ['v', v], ['out', out], ['dOut', dOut]);
   if (lse.size !== d.B * d.T * d.H) throw new ShapeError(`attentionBackward: lse should hold [${d.B * d.T}, ${d.H}]`);
+  const tiled = opts.impl === 'tiled';
   const u = uniforms(d);
   const delta = ctx.empty([d.B * d.T, d.H]);
   ctx.dispatch(DELTA, headVariant(d.hd, 'DELTA'), [dOut, out, delta], grid1d(Math.ceil((d.B * d.T * d.H) / 256)), u);
   const dq = ctx.empty(q.shape), dk = ctx.empty(q.shape), dv = ctx.empty(q.shape);
   const grid: [number, number] = [Math.ceil(d.T / BQ), d.B * d.H];
-  ctx.dispatch(DQ, headVariant(d.hd, 'DQ'), [q, k, v, dOut, lse, delta, dq], grid, u);
-  ctx.dispatch(DKV, headVariant(d.hd, 'DKV'), [q, k, v, dOut, lse, delta, dk, dv], grid, u);
+  const [sdq, sdkv, variant] = tiled ? [TDQ, TDKV, tiledVariant] : [DQ, DKV, headVariant];
+  ctx.dispatch(sdq, variant(d.hd, 'DQ'), [q, k, v, dOut, lse, delta, dq], grid, u);
+  ctx.dispatch(sdkv, variant(d.hd, 'DKV'), [q, k, v, dOut, lse, delta, dk, dv], grid, u);
   delta.dispose();
   return { dq, dk, dv };
 }
