@@ -1,10 +1,14 @@
 /**
  * Peak GPU memory estimate of a prune job (src/api/memory.ts): monotone in every size, sane against the
  * pool's measured peak on small runs (never below, within 2×), refusal with a LimitExceededError that
- * names the limit and says what would fit; and no pool growth across repeated jobs.
+ * names the limit and says what would fit; and no pool growth across repeated jobs. The LoRA phase:
+ * monotone in rank, targets and batch, a refusal naming a LoRA batch that fits, and on opt-micro (where
+ * it sets the job's peak) never below the measured peak and within 10% of it.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkPruneMemory, estimatePruneMemory, LimitExceededError, localSession, parseOptConfig, prune, type HostModel, type MemorySettings, type PruneJobOptions } from '../src/index';
+import { checkPruneMemory, estimatePruneMemory, LimitExceededError, loadModel, localSession, parseOptConfig, prune, type HostModel, type MemorySettings, type PruneJobOptions } from '../src/index';
 import { tinyOpt } from '../src/reference/tinyopt';
 import { gpu } from './helpers/gpu';
 import { rng } from './helpers/rng';
@@ -78,6 +82,41 @@ describe('memory estimate (CPU)', () => {
     expect(refusal(BASE, undefined, { maxStorageBufferBindingSize: 64 << 20, maxBufferSize: 1 << 30 }).message).toMatch(/embed_tokens.*this model does not fit here/);
     console.log(`[memory] refusals:\n  ${e.message}\n  ${bind.message}`);
   });
+
+  it('LoRA phase: 0 without lora, grows with rank, targets and LoRA batch; a refusal names a LoRA batch that fits', () => {
+    const lora = (l?: MemorySettings['lora']) => estimatePruneMemory(opt125, { ...BASE, lora: l }, LIM).phases.lora;
+    expect(lora(undefined)).toBe(0);
+    expect(lora({})).toBeGreaterThan(0);
+    expect(lora({ rank: 64 })).toBeGreaterThan(lora({ rank: 8 }));
+    expect(lora({ targets: 'all' })).toBeGreaterThan(lora({ targets: 'attention' }));
+    // Default: max(1, round(0.025 · 128)) = 3 windows, 1 window of 2048 tokens per step; lora.batch and
+    // fraction change the rows per step, capped by the windows trained on.
+    for (let b = 1; b < 3; b++) expect(lora({ batch: b + 1 })).toBeGreaterThan(lora({ batch: b }));
+    expect(lora({ batch: 8 })).toBe(lora({ batch: 3 }));
+    expect(lora({ batch: 8, fraction: 0.05 })).toBeGreaterThan(lora({ batch: 8 }));
+
+    // 8 windows of 2048 tokens per Adam step (every adapter of 'all'): the LoRA phase sets the peak.
+    const s: MemorySettings = { ...BASE, batch: 1, lora: { targets: 'all', batch: 8, fraction: 0.1 } };
+    const est = estimatePruneMemory(opt125, s, LIM);
+    expect(Object.entries(est.phases).sort((a, b) => b[1] - a[1])[0][0]).toBe('lora');
+    const budget = est.weights + est.phases.curvature + (est.phases.lora - est.phases.curvature) / 2;
+    let e: LimitExceededError | undefined;
+    try {
+      checkPruneMemory(opt125, s, LIM, budget);
+    } catch (x) {
+      e = x as LimitExceededError;
+    }
+    expect(e).toBeInstanceOf(LimitExceededError);
+    expect(e!.message).toMatch(/lora phase/);
+    const m = /a LoRA batch of (\d+) windows? per Adam step \(lora\.batch\)/.exec(e!.message);
+    expect(m, e!.message).not.toBeNull();
+    const b = Number(m![1]);
+    expect(b).toBeGreaterThanOrEqual(1);
+    expect(b).toBeLessThan(8);
+    expect(() => checkPruneMemory(opt125, { ...s, lora: { ...s.lora, batch: b } }, LIM, budget)).not.toThrow();
+    expect(() => checkPruneMemory(opt125, { ...s, lora: { ...s.lora, batch: b + 1 } }, LIM, budget)).toThrow(LimitExceededError);
+    console.log(`[memory] LoRA refusal: ${e!.message}`);
+  });
 });
 
 describe('memory on the GPU', () => {
@@ -95,6 +134,8 @@ describe('memory on the GPU', () => {
     ['rows-cols, 4 × 16 tokens', { structure: 'rows-cols', sparsity: 0.3 }],
     ['element, 8 × 32 tokens, eval', { structure: 'element', sparsity: 0.5, maxChunk: 64, calibration: { ids, nsamples: 8, seqlen: 32 }, evaluate: { ids, seqlen: 32, windows: 8 } }],
     ['2:4 kobd, batch 2', { structure: '2:4', sparsity: 0.5, method: 'kobd', calibration: { ids, nsamples: 6, seqlen: 16, batch: 2 } }],
+    // The LoRA step keeps the q/k/v and fc1 inputs for weight gradients: its phase exceeds K-FAC's here.
+    ['element kobd, lora all', { method: 'kobd', lora: { targets: 'all', fraction: 1 } }],
   ];
   for (const [name, o] of cases) {
     it(`estimate vs measured peak: ${name}`, async () => {
@@ -120,4 +161,34 @@ describe('memory on the GPU', () => {
     expect(m2.bytesInUse).toBe(m0.bytesInUse);
     expect(m2.bytesPooled).toBe(m1.bytesPooled); // the second job reused the first job's buffers: nothing new allocated
   });
+});
+
+describe('LoRA phase on opt-micro (GPU)', () => {
+  const ROOT = join(import.meta.dirname, '..');
+  const text = readFileSync(join(ROOT, 'demo/assets/default-text.txt'), 'utf8');
+  let micro: HostModel;
+  beforeAll(async () => {
+    await gpu();
+    micro = await loadModel(join(ROOT, 'demo/public/models/opt-micro'));
+  });
+  // Magnitude (no K-FAC) with 2 × 32 calibration tokens, both windows in one Adam step: the LoRA step's
+  // saved forward, cross-entropy chunk (64 rows × 50272) and adapters set the job's peak.
+  for (const targets of ['attention', 'all'] as const) {
+    it(`estimate vs measured peak: magnitude element, lora ${targets}`, async () => {
+      const inUse = localSession().memory().bytesInUse;
+      const { report } = await prune(micro, {
+        structure: 'element', sparsity: 0.5, shots: 1, method: 'magnitude',
+        calibration: { text, nsamples: 2, seqlen: 32, seed: 7 }, lora: { targets, fraction: 1 },
+      });
+      const got = report.memory.measuredPeakBytes - inUse, est = report.memory.estimate!;
+      const { lora, ...others } = est.phases;
+      console.log(`[memory] opt-micro lora ${targets}: estimated ${est.peak} B (lora phase ${lora} B + weights ${est.weights} B), measured ${got} B (${(est.peak / got).toFixed(4)}×)`);
+      expect(report.shots[0].lora?.steps).toBe(1);
+      // The measured peak exceeds every other phase's bound, so it was reached in the LoRA phase.
+      expect(got).toBeGreaterThan(est.weights + Math.max(...Object.values(others)));
+      expect(est.peak).toBe(est.weights + lora);
+      expect(est.peak).toBeGreaterThanOrEqual(got);
+      expect(est.peak).toBeLessThanOrEqual(1.1 * got);
+    });
+  }
 });

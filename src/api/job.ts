@@ -139,6 +139,7 @@ export async function runPruneJob(
   const estimate = checkPruneMemory(cfg, {
     nsamples: Math.max(1, calib.length), seqlen, batch, method, structure: opts.structure, maxChunk: resolved.independent ? 1 : resolved.maxChunk,
     evaluate: evalSpec && { seqlen: evalSpec.seqlen, windows: evalSpec.windows! },
+    lora: resolved.lora && { rank: resolved.lora.rank, targets: resolved.lora.targets, batch: resolved.lora.batch, fraction: resolved.lora.fraction },
   }, ctx.limits, opts.memoryBudget, ctx.pool.bytesInUse);
 
   // ---- checkpoint: resume or start ----

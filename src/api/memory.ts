@@ -2,7 +2,7 @@
  * Peak GPU memory of a prune job, estimated from the model config and the job's settings before any
  * GPU work, and the refusal (LimitExceededError) when it does not fit the adapter's limits or the
  * caller's memoryBudget. The message says what would fit: fewer calibration tokens per batch (a smaller
- * batch), a shorter seqlen, or fewer evaluation windows per batch.
+ * batch), a shorter seqlen, fewer evaluation windows per batch, or fewer LoRA windows per Adam step.
  *
  * Model of the pool (src/gpu/pool.ts): every buffer is rounded up to its size bucket (bucketSize), and
  * a buffer returns to the pool as soon as its last reader is recorded, so the peak is the largest set of
@@ -14,9 +14,15 @@
  *              with one inversion's temporaries (~7 n²) at a time
  *   update     problems + costs, masks and live masks (3 W') + one layer's update temporaries
  *   evaluate   one forward batch without saving (⌊8192/T⌋ windows) + its cross-entropy chunk
+ *   lora       (src/surgeon/lora.ts, after every shot, alone with the weights) the larger of the loss
+ *              forwards (as evaluate, on the training windows) and the adapters (W0 copy, dW, db per
+ *              target; A, B and their Adam moments) + the largest step part: merge (B·A), the saved
+ *              forward with the q/k/v and fc1 inputs kept + the larger of its cross-entropy chunk and
+ *              one layer's backward with weight gradients (matmul split-K / column-sum partials), or
+ *              the Adam gradients of one adapter; Bl = min(windows, lora.batch ?? ⌊2048/T⌋) per step
  * peak = weights + the largest phase. Terms are upper bounds (every temporary of a step counted as
  * alive together), so the estimate errs high; test/api-memory.test.ts checks it against the pool's
- * measured peak on opt-micro (never below, within 2×).
+ * measured peak on small runs (never below, within 2×; LoRA jobs on opt-micro within 10%).
  */
 
 import { bucketSize } from '../gpu/pool';
@@ -38,6 +44,12 @@ export interface MemorySettings {
   maxChunk?: number;
   /** Per-shot (and dense) perplexity: window length and count. */
   evaluate?: { seqlen: number; windows: number };
+  /**
+   * LoRA corrections after every shot (surgeon/options.ts resolveLora): adapter rank (default 8),
+   * adapted layers (default 'attention'), windows per Adam step (default ⌊2048 / seqlen⌋) and the
+   * fraction of the calibration windows trained on (default 0.025, at least one window).
+   */
+  lora?: { rank?: number; targets?: 'attention' | 'all'; batch?: number; fraction?: number };
 }
 
 export interface DeviceLimits {
@@ -49,7 +61,7 @@ export interface MemoryEstimate {
   /** Bytes (pool buckets) of each part; `peak` = weights + the largest phase. */
   weights: number;
   factors: number;
-  phases: { curvature: number; problems: number; update: number; evaluate: number };
+  phases: { curvature: number; problems: number; update: number; evaluate: number; lora: number };
   peak: number;
   /** The largest single buffer (exact bytes, as bound) and what it holds. */
   largest: { bytes: number; what: string };
@@ -60,12 +72,26 @@ export interface MemoryEstimate {
 
 const KFAC_BATCH_TOKENS = 4096; // accumulateKfac's default tokens per batch
 const EVAL_BATCH_TOKENS = 8192; // perplexity's default tokens per batch
+const LORA_STEP_TOKENS = 2048; // lora.ts DEFAULT_STEP_TOKENS: windows per Adam step ⌊2048 / T⌋
+const LORA_RANK = 8, LORA_FRACTION = 0.025; // resolveLora's defaults
+const COLSUM_ROWS = 256; // activation.ts colSum: rows reduced per partial
 const DEFAULT_MAX_CHUNK = 2000; // options.ts: entries per correlated element chunk
 const INVERSE_TEMPS = 7; // spdInverse: damped copy, L, blocks, I, W, X, T/R alive around one call
 
 const f32 = (n: number): number => bucketSize(Math.max(4, 4 * n));
 
 interface Layer { R: number; C: number; key: string }
+
+/** The layers lora.ts adapts: q, k, v, out_proj ('attention') or every prunable linear ('all'). */
+const loraLayers = (layers: Layer[], targets: 'attention' | 'all' = 'attention'): Layer[] =>
+  layers.filter((L) => targets === 'all' || L.key.endsWith('.qkv') || L.key.endsWith('.out'));
+
+/** LoRA training windows (loraWindows: max(1, round(fraction · n))) and windows per Adam step (min(those, lora.batch ?? ⌊2048 / T⌋)). */
+function loraBatchOf(s: MemorySettings): { windows: number; batch: number } {
+  const lo = s.lora ?? {};
+  const windows = Math.min(s.nsamples, Math.max(1, Math.round((lo.fraction ?? LORA_FRACTION) * s.nsamples)));
+  return { windows, batch: Math.max(1, Math.min(windows, lo.batch ?? Math.floor(LORA_STEP_TOKENS / s.seqlen))) };
+}
 
 /** The prunable linears (ALGORITHM.md §1) of an OPT config: q, k, v share their input. */
 function layersOf(c: OptConfig): Layer[] {
@@ -92,6 +118,30 @@ function crossEntropyBytes(c: OptConfig, lim: DeviceLimits, N: number, grad: boo
     b += f32(N * d) + (splits > 1 ? f32(splits * ch * d) : 0);
   }
   return b;
+}
+
+/** Split-K partials of one [M, K]·[K, N] matmul (upper bound: one tile workgroup, i.e. the most splits). */
+function splitScratch(M: number, N: number, K: number, lim: DeviceLimits): number {
+  const { splits } = planSplitK(M, N, K, 1, 1, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
+  return splits > 1 ? f32(splits * M * N) : 0;
+}
+
+/** colSum's partials over n rows of R columns (two consecutive levels alive at once). */
+function colSumScratch(n: number, R: number): number {
+  let most = 0, prev = 0;
+  for (let rows = n; rows > COLSUM_ROWS; rows = Math.ceil(rows / COLSUM_ROWS)) {
+    const part = f32(Math.ceil(rows / COLSUM_ROWS) * R);
+    most = Math.max(most, prev + part);
+    prev = part;
+  }
+  return most;
+}
+
+/** One forward batch without saving (perplexity) over `windows` windows of Te tokens, with its cross-entropy chunk. */
+function forwardOnlyBytes(c: OptConfig, lim: DeviceLimits, Te: number, windows: number): number {
+  const Be = Math.max(1, Math.min(windows, Math.floor(EVAL_BATCH_TOKENS / Te)));
+  const Ne = Be * Te;
+  return 7 * f32(Ne * c.hiddenSize) + f32(Ne * c.ffnDim) + 6 * f32(Ne) + f32(Ne * c.numHeads) + crossEntropyBytes(c, lim, Ne, false) + f32(Be);
 }
 
 /** Gram partials of one accumulation (upper bound: the fewest tiles, i.e. the most splits). */
@@ -180,13 +230,40 @@ export function estimatePruneMemory(c: OptConfig, s: MemorySettings, lim: Device
   let phaseEval = 0;
   if (s.evaluate) {
     const Te = s.evaluate.seqlen;
-    const Be = Math.max(1, Math.min(s.evaluate.windows, Math.floor(EVAL_BATCH_TOKENS / Te)));
-    const Ne = Be * Te;
-    phaseEval = 7 * f32(Ne * d) + f32(Ne * f) + 6 * f32(Ne) + f32(Ne * H) + crossEntropyBytes(c, lim, Ne, false) + f32(Be);
+    const Ne = Math.max(1, Math.min(s.evaluate.windows, Math.floor(EVAL_BATCH_TOKENS / Te))) * Te;
+    phaseEval = forwardOnlyBytes(c, lim, Te, s.evaluate.windows);
     big(4 * chunkRowsFor(c, lim, Ne) * V, `evaluation logits chunk (${chunkRowsFor(c, lim, Ne)} × ${V})`);
   }
 
-  const phases = { curvature: phaseCurv, problems: phaseProblems, update: phaseUpdate, evaluate: phaseEval };
+  // ---- LoRA corrections (after the shot's problems are freed: only the weights stay) ----
+  // loraCorrect: meanLoss (a forward batch without saving over the trained windows), then per Adam step
+  // (loraStep) with the adapters alive: mergeLora's B·A [R, C], one at a time; the forward with save and
+  // keepInputs (per layer x, y1, q, k, v, attn, h, y2 [N, d], act [N, f], lse [N, H], 4 LayerNorm
+  // statistics; hf, xf, meanF, rstdF; ids, labels) and during it the split-K partials of a linear; the
+  // backward's cross-entropy chunk, or one layer's temporaries (fc: dx, dact, dy2; attention: dh, dattn,
+  // dq, dk, dv, delta) + the partials of a weight-gradient matmul (K = N rows), its bias colSum or an
+  // input-gradient matmul; after releaseForward, one adapter's gA, gB (+ partials).
+  let phaseLora = 0;
+  if (s.lora) {
+    const r = s.lora.rank ?? LORA_RANK;
+    const { windows: wins, batch: Bl } = loraBatchOf(s), Nl = Bl * T, nd = f32(Nl * d), nn = f32(Nl);
+    let adapters = 0, merge = 0, adam = 0, wgrad = 0;
+    for (const L of loraLayers(layers, s.lora.targets)) {
+      adapters += 2 * f32(L.R * L.C) + f32(L.R) + 3 * f32(r * L.C) + 3 * f32(L.R * r);
+      merge = Math.max(merge, f32(L.R * L.C) + splitScratch(L.R, L.C, r, lim));
+      adam = Math.max(adam, f32(L.R * r) + f32(r * L.C) + Math.max(splitScratch(L.R, r, L.C, lim), splitScratch(r, L.C, L.R, lim)));
+      wgrad = Math.max(wgrad, splitScratch(L.R, L.C, Nl, lim), colSumScratch(Nl, L.R));
+    }
+    const saved = Lc * (8 * nd + 4 * nn + f32(Nl * H) + f32(Nl * f)) + 2 * nd + 2 * nn + 2 * nn /* ids, labels */;
+    const lin = Math.max(splitScratch(Nl, d, d, lim), splitScratch(Nl, f, d, lim), splitScratch(Nl, d, f, lim));
+    const layerBwd = Math.max(2 * nd + f32(Nl * f), 5 * nd + f32(Nl * H)) + Math.max(lin, wgrad);
+    const step = saved + Math.max(lin, crossEntropyBytes(c, lim, Nl, true), layerBwd);
+    phaseLora = Math.max(forwardOnlyBytes(c, lim, T, wins), adapters + Math.max(merge, step, adam));
+    big(4 * Nl * f, `LoRA activations (${Bl} × ${T} tokens × ffn ${f})`);
+    big(4 * chunkRowsFor(c, lim, Nl) * V, `LoRA logits chunk (${chunkRowsFor(c, lim, Nl)} × ${V})`);
+  }
+
+  const phases = { curvature: phaseCurv, problems: phaseProblems, update: phaseUpdate, evaluate: phaseEval, lora: phaseLora };
   return { weights, factors, phases, peak: weights + Math.max(...Object.values(phases)), largest, batch: B, chunkRows };
 }
 
@@ -238,6 +315,14 @@ function suggest(c: OptConfig, s: MemorySettings, lim: DeviceLimits, fits: (e: M
     for (let w = Math.min(ev.windows, Math.floor(EVAL_BATCH_TOKENS / ev.seqlen)) - 1; w >= 1; w--) {
       if (fits(estimatePruneMemory(c, { ...s, evaluate: { ...ev, windows: w } }, lim))) {
         if (!fits(estimatePruneMemory(c, s, lim))) tries.push(`${w} evaluation window${w > 1 ? 's' : ''} of ${ev.seqlen} tokens`);
+        break;
+      }
+    }
+  }
+  if (s.lora) {
+    for (let w = loraBatchOf(s).batch - 1; w >= 1; w--) {
+      if (fits(estimatePruneMemory(c, { ...s, lora: { ...s.lora, batch: w } }, lim))) {
+        tries.push(`a LoRA batch of ${w} window${w > 1 ? 's' : ''} per Adam step (lora.batch)`);
         break;
       }
     }
