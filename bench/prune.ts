@@ -5,6 +5,7 @@
  *   node dist-node/prune.mjs --model <dir> --data <dir with test.i32, calib.i32> --structure rows-cols
  *        --sparsity 0.5 [--shots 40] [--method surgeon] [--nsamples 128] [--seqlen 2048] [--eval-every 8]
  *        [--seed 100] [--batch B] [--lora [--lora-lr x] [--lora-rank r] [--lora-targets attention|all] [--lora-fraction f]] [--out f]
+ * --eval-every K: also the test perplexity after every K-th shot (its time is left out of the prune seconds).
  * BENCH_COMMIT in the environment is written into the JSON (the device copy of the tree has no .git).
  */
 import { readFileSync } from 'node:fs';
@@ -52,26 +53,34 @@ async function main() {
   let last = performance.now();
   let evalSeconds = 0;
   const t0 = performance.now();
-  // Evaluate at chosen shots through the progress hook: pruneModel's own per-shot evaluation would run every shot.
+  // Evaluate at chosen shots through onShotEnd: pruneModel's own per-shot evaluation would run every shot.
+  const shotPpl = new Map<number, number>();
   const report = await pruneModel(ctx, model, calib, {
     structure, sparsity, shots, method, seed, lora, batch,
+    onShotEnd: async (shot) => {
+      if (evalEvery <= 0 || shot % evalEvery !== 0) return;
+      const ts = performance.now();
+      shotPpl.set(shot, (await perplexity(ctx, model, testIds, { seqlen, windows: evalWindows })).ppl);
+      evalSeconds += (performance.now() - ts) / 1000;
+      console.log(`  shot ${shot}: ppl ${shotPpl.get(shot)}`);
+    },
     onProgress: (p) => {
       const now = performance.now();
       if (now - last > 5000) { console.log(`  ${p.phase} shot ${p.shot}/${p.shots} ${(p.fraction * 100).toFixed(0)}% eta ${p.etaSeconds?.toFixed(0) ?? '?'} s`); last = now; }
     },
   });
-  const pruneSeconds = (performance.now() - t0) / 1000;
+  const pruneSeconds = (performance.now() - t0) / 1000 - evalSeconds;
   const te = performance.now();
   const pruned = await perplexity(ctx, model, testIds, { seqlen, windows: evalWindows });
   evalSeconds += (performance.now() - te) / 1000;
-  for (const s of report.shots) rows.push({ shot: s.shot, target: s.target, achieved: s.achieved, ...Object.fromEntries(Object.entries(s.seconds).map(([k, v]) => [`${k}_s`, v])) });
+  for (const s of report.shots) rows.push({ shot: s.shot, target: s.target, achieved: s.achieved, ppl: shotPpl.get(s.shot) ?? null, ...Object.fromEntries(Object.entries(s.seconds).map(([k, v]) => [`${k}_s`, v])) });
   table(rows.filter((r, i) => evalEvery === 0 || (i + 1) % Math.max(1, evalEvery) === 0 || i === rows.length - 1));
   console.log(`${method}${lora ? '+lora' : ''} ${structure} ${sparsity} shots=${report.shots.length}: ppl ${pruned.ppl} (dense ${dense.ppl}), achieved ${report.achievedSparsity}, prune ${pruneSeconds.toFixed(1)} s, eval ${evalSeconds.toFixed(1)} s`);
   console.log(`phase seconds: ${JSON.stringify(report.seconds)}`);
   writeJson(out, {
     adapter: ctx.gpu.info, date: new Date().toISOString(), commit: process.env.BENCH_COMMIT ?? null,
     run: { method, structure, shots: report.shots.length, sparsity, lora: lora ?? false, seed, batch: batch ?? null, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
-    phases: report.seconds, shots: report.shots, byModuleType: report.byModuleType, layers: report.layers,
+    phases: report.seconds, shots: report.shots.map((e) => ({ ...e, ppl: shotPpl.get(e.shot) })), byModuleType: report.byModuleType, layers: report.layers,
   });
   model.dispose();
   ctx.destroy();
