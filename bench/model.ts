@@ -4,7 +4,7 @@
  *  - K-FAC A and G (4 × 256 tokens) vs PyTorch hooks: relative Frobenius error per prunable layer
  *  - timed K-FAC pass with peak memory: opt-mini 128 × 2048, and an OPT-125m-shaped random model
  *   node dist-node/model.mjs --models <dir with opt-micro, opt-mini> --data <dir with *.i32> [--torch] [--quick] [--profile]
- *        [--only kfac-time] [--kfac-batches 2,4,8,16] [--out f]
+ *        [--only kfac-time] [--kfac-batches 2,4,8,16] [--attention rows|tiled] [--out f]
  * --kfac-batches: also time opt-mini's K-FAC pass at these windows per forward/backward (profile at the largest).
  * Token ids travel as raw little-endian int32 files (test.i32 = WikiText-2 test joined per §10, calib.i32).
  */
@@ -28,6 +28,7 @@ const quick = arg('quick') !== undefined;
 const withTorch = arg('torch') !== undefined;
 const out = arg('out') ?? 'bench/out/model.json';
 const onlyTiming = arg('only') === 'kfac-time'; // skip the perplexity and factor checks
+const attentionImpl = (arg('attention') ?? 'rows') as 'rows' | 'tiled'; // kernels of the timed K-FAC passes
 
 function i32(path: string): Int32Array {
   const b = readFileSync(path);
@@ -133,6 +134,7 @@ async function main() {
   for (let i = 0; i < timing.length; i++) {
     const t = timing[i];
     const model = await OptModel.fromCheckpoint(ctx, await t.ckpt());
+    model.attentionImpl = attentionImpl;
     await ctx.sync();
     const base = ctx.pool.bytesInUse;
     ctx.pool.peakBytesInUse = base;
@@ -159,7 +161,7 @@ async function main() {
   }
 
   for (const kind of ['ppl', 'kfac', 'kfac-time']) table(rows.filter((r) => r.check === kind) as Array<Record<string, string | number | null>>);
-  writeJson(out, { adapter: ctx.gpu.info, date: new Date().toISOString(), quick, results: rows, profiles });
+  writeJson(out, { adapter: ctx.gpu.info, date: new Date().toISOString(), quick, attentionImpl, results: rows, profiles });
   ctx.destroy();
 }
 

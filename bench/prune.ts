@@ -4,7 +4,7 @@
  * perplexity on WikiText-2 test windows of seqlen after every shot (eval time reported separately).
  *   node dist-node/prune.mjs --model <dir> --data <dir with test.i32, calib.i32> --structure rows-cols
  *        --sparsity 0.5 [--shots 40] [--method surgeon] [--nsamples 128] [--seqlen 2048] [--eval-every 8]
- *        [--seed 100] [--batch B] [--lora [--lora-lr x] [--lora-rank r] [--lora-targets attention|all] [--lora-fraction f]] [--out f]
+ *        [--seed 100] [--batch B] [--attention rows|tiled] [--lora [--lora-lr x] [--lora-rank r] [--lora-targets attention|all] [--lora-fraction f]] [--out f]
  * --eval-every K: also the test perplexity after every K-th shot (its time is left out of the prune seconds).
  * BENCH_COMMIT in the environment is written into the JSON (the device copy of the tree has no .git).
  */
@@ -32,6 +32,7 @@ async function main() {
   const evalEvery = Number(arg('eval-every') ?? 0);
   const evalWindows = arg('eval-windows') ? Number(arg('eval-windows')) : undefined;
   const seed = Number(arg('seed') ?? 100);
+  const attentionImpl = (arg('attention') ?? 'rows') as 'rows' | 'tiled';
   const batch = arg('batch') ? Number(arg('batch')) : undefined; // K-FAC windows per forward/backward
   const num = (k: string) => (arg(k) !== undefined ? Number(arg(k)) : undefined);
   const lora = arg('lora') !== undefined
@@ -44,6 +45,7 @@ async function main() {
   console.log(`adapter: ${JSON.stringify(ctx.gpu.info)}`);
   const ckpt = await loadCheckpoint(modelDir);
   const model = await OptModel.fromCheckpoint(ctx, ckpt);
+  model.attentionImpl = attentionImpl;
   const testIds = i32(`${dataDir}/test.i32`);
   const calib = calibrationWindows(i32(`${dataDir}/calib.i32`), nsamples, seqlen, seed);
 
@@ -79,7 +81,7 @@ async function main() {
   console.log(`phase seconds: ${JSON.stringify(report.seconds)}`);
   writeJson(out, {
     adapter: ctx.gpu.info, date: new Date().toISOString(), commit: process.env.BENCH_COMMIT ?? null,
-    run: { method, structure, shots: report.shots.length, sparsity, lora: lora ?? false, seed, batch: batch ?? null, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
+    run: { method, structure, shots: report.shots.length, sparsity, lora: lora ?? false, seed, batch: batch ?? null, attention: attentionImpl, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
     phases: report.seconds, shots: report.shots.map((e) => ({ ...e, ppl: shotPpl.get(e.shot) })), byModuleType: report.byModuleType, layers: report.layers,
   });
   model.dispose();

@@ -111,11 +111,13 @@ describe('OPT model on the GPU vs the float64 reference (tiny OPT)', () => {
     expect(before).toBeLessThanOrEqual(model.bytes + 4096); // only the weights (+ rounding of pool buckets) remain
   });
 
-  it('K-FAC A and G (true labels) match refKfac for every prunable layer; weight gradients match refBackward', async () => {
+  it.each(['rows', 'tiled'] as const)('K-FAC A and G (true labels) match refKfac for every prunable layer; weight gradients match refBackward (attention %s)', async (impl) => {
     const T = 12, seqs = [randIds(T, 21), randIds(T, 22), randIds(T, 23)];
     const r = refKfac(ref, seqs);
     const inUse = ctx.pool.bytesInUse;
-    const g = await accumulateKfac(ctx, model, seqs.map((s) => Int32Array.from(s)), { batch: 2, weightGrads: true });
+    model.attentionImpl = impl;
+    const g = await accumulateKfac(ctx, model, seqs.map((s) => Int32Array.from(s)), { batch: 2, weightGrads: true })
+      .finally(() => { model.attentionImpl = 'rows'; });
     const dW = seqs.map((s) => refBackward(ref, s).dW);
     for (const L of model.prunableLayers()) {
       const f = g.get(L.name)!, rf = r.get(L.name)!;

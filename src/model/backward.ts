@@ -74,7 +74,7 @@ export function backwardBatch(
     dx.dispose();
     // Attention: h = x + out_proj(attn(q, k, v))
     const dattn = linear(`${p}self_attn.out_proj`, dh, s.attn);
-    const { dq, dk, dv } = attentionBackward(ctx, dattn, s.q, s.k, s.v, s.attn, s.lse, { batch: B, heads: numHeads });
+    const { dq, dk, dv } = attentionBackward(ctx, dattn, s.q, s.k, s.v, s.attn, s.lse, { batch: B, heads: numHeads }, { impl: model.attentionImpl });
     dattn.dispose();
     const dy1 = linear(`${p}self_attn.q_proj`, dq, s.y1);
     linear(`${p}self_attn.k_proj`, dk, s.y1, dy1);

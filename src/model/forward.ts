@@ -65,7 +65,7 @@ export function forwardBatch(ctx: GpuContext, model: OptModel, ids: Tensor, B: n
     const k = lin(ln1.y, `${p}self_attn.k_proj`);
     const v = lin(ln1.y, `${p}self_attn.v_proj`);
     if (!keepInputs) ln1.y.dispose();
-    const att = attention(ctx, q, k, v, { batch: B, heads: numHeads });
+    const att = attention(ctx, q, k, v, { batch: B, heads: numHeads }, { impl: model.attentionImpl });
     opts.onInput?.(`${p}self_attn.out_proj`, att.out);
     // h = x + out_proj(attn): accumulate into a copy of x (save) or into x itself.
     let h = x;

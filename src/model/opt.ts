@@ -32,6 +32,8 @@ export interface PrunableLayer {
   layer: number;
 }
 
+import type { AttentionImpl } from '../kernels/attention';
+
 export class OptModel {
   private constructor(
     readonly ctx: GpuContext,
@@ -39,6 +41,12 @@ export class OptModel {
     private readonly weights: Map<string, Tensor>,
     private readonly shapes: Map<string, number[]>,
   ) {}
+
+  /**
+   * Which causal-attention kernels forward/backward use: 'rows' (one thread per row, the measured
+   * default) or 'tiled' (FlashAttention-2-style tiles, fewer registers per thread; not yet timed on a GPU).
+   */
+  attentionImpl: AttentionImpl = 'rows';
 
   /** Upload every tensor of the checkpoint as f32 (shapes checked against the config). */
   static async fromCheckpoint(ctx: GpuContext, ckpt: LoadedCheckpoint): Promise<OptModel> {

@@ -81,7 +81,7 @@ export function layerPass(ctx: GpuContext, model: OptModel, st: CalibState, l: n
     const q = lin(ln1.y, `${p}self_attn.q_proj`);
     const k = lin(ln1.y, `${p}self_attn.k_proj`);
     const v = lin(ln1.y, `${p}self_attn.v_proj`);
-    const att = attention(ctx, q, k, v, { batch: st.sizes[bi], heads: model.config.numHeads });
+    const att = attention(ctx, q, k, v, { batch: st.sizes[bi], heads: model.config.numHeads }, { impl: model.attentionImpl });
     opts.onInput?.(`${p}self_attn.out_proj`, att.out);
     // h = x + out_proj(attn), accumulated into x itself when advancing, else into a copy.
     let h = x;
