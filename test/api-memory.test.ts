@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkPruneMemory, estimatePruneMemory, LimitExceededError, loadModel, localSession, parseOptConfig, prune, type HostModel, type MemorySettings, type PruneJobOptions } from '../src/index';
+import { autoKfacBatch, checkPruneMemory, estimatePruneMemory, LimitExceededError, loadModel, localSession, parseOptConfig, prune, type HostModel, type MemorySettings, type PruneJobOptions } from '../src/index';
 import { tinyOpt } from '../src/reference/tinyopt';
 import { gpu } from './helpers/gpu';
 import { rng } from './helpers/rng';
@@ -81,6 +81,29 @@ describe('memory estimate (CPU)', () => {
     // A weight that alone exceeds the binding: nothing fits, said plainly.
     expect(refusal(BASE, undefined, { maxStorageBufferBindingSize: 64 << 20, maxBufferSize: 1 << 30 }).message).toMatch(/embed_tokens.*this model does not fit here/);
     console.log(`[memory] refusals:\n  ${e.message}\n  ${bind.message}`);
+  });
+
+  it('autoKfacBatch: the most K-FAC windows per batch (≤ 16) under the budget, never below the default', () => {
+    const optMini = parseOptConfig({ ...opt125.raw, hidden_size: 256, num_attention_heads: 4, num_hidden_layers: 4, ffn_dim: 1024 });
+    const H200 = { maxStorageBufferBindingSize: 2 ** 31 - 4, maxBufferSize: 2 ** 40 };
+    const S: MemorySettings = { nsamples: 128, seqlen: 2048, structure: 'rows-cols' };
+    // opt-mini at 16 windows: 2.0 GB measured on the H200 (bench/results/h200-kfac-batch.json)
+    expect(autoKfacBatch(optMini, S, H200, 4 * GiB)).toBe(16);
+    expect(estimatePruneMemory(optMini, { ...S, batch: 16 }, H200).peak).toBeLessThan(4 * GiB);
+    expect(autoKfacBatch(optMini, { ...S, nsamples: 3 }, H200, 4 * GiB)).toBe(3);
+    // a budget between the estimates of two batches picks the larger one that fits
+    const at = (b: number) => estimatePruneMemory(optMini, { ...S, batch: b }, H200).peak;
+    expect(autoKfacBatch(optMini, S, H200, (at(8) + at(9)) / 2)).toBe(8);
+    // nothing above the default fits: the default (⌊4096 / seqlen⌋), also for OPT-125m at 4 GiB
+    expect(autoKfacBatch(optMini, S, H200, at(2))).toBe(2);
+    // OPT-125m: its update phase needs more than 4 GiB at any batch; the batch grows while the peak stays there
+    const p125 = (b: number) => estimatePruneMemory(opt125, { ...S, batch: b }, H200).peak;
+    const b125 = autoKfacBatch(opt125, S, H200, 4 * GiB);
+    expect(p125(b125)).toBeLessThanOrEqual(p125(2));
+    expect(p125(b125 + 1)).toBeGreaterThan(p125(2));
+    console.log(`[memory] autoKfacBatch OPT-125m at 4 GiB: ${b125} (peak ${(p125(b125) / GiB).toFixed(2)} GiB, default batch ${(p125(2) / GiB).toFixed(2)} GiB)`);
+    expect(autoKfacBatch(optMini, { ...S, seqlen: 256 }, H200, 64 * GiB)).toBe(16);
+    expect(autoKfacBatch(optMini, { ...S, seqlen: 64, nsamples: 8 }, H200, 4 * GiB)).toBe(8); // default 64 capped by the windows
   });
 
   it('LoRA phase: 0 without lora, grows with rank, targets and LoRA batch; a refusal names a LoRA batch that fits', () => {

@@ -32,6 +32,7 @@ interface Report {
   shots: Array<{ shot: number; achieved: number }>;
   perplexity: { dense: number; pruned: number; seqlen: number; windows: number };
   export: { dtype: string };
+  options: { batch?: number | null };
 }
 
 async function prune(ctx: GpuContext, out: string, argv: string[]): Promise<{ code: number; err: string; report?: Report; ckpt?: LoadedCheckpoint }> {
@@ -111,6 +112,7 @@ describe('llm-surgeon prune on opt-micro', () => {
     expect(rep!.achievedSparsity).toBeLessThanOrEqual(0.2);
     expect(rep!.achievedSparsity).toBeGreaterThan(0.2 - 257 / rep!.params);
     expect(rep!.shots.map((s) => s.shot)).toEqual([1, 2]);
+    expect(rep!.options.batch).toBe(4); // K-FAC windows per batch chosen by the CLI: all 4 (default ⌊4096/64⌋ capped)
     expect(rep!.shots[1].achieved).toBe(rep!.achievedSparsity); // float32 export: GPU and file agree
     for (const L of rep!.layers) {
       // every removed row is all zero in the file (weights and bias)

@@ -116,7 +116,7 @@ export class PruneController {
     this.abort = new AbortController();
     const t0 = performance.now();
     try {
-      const est = await client.estimate({ nsamples: s.calibration!.nsamples!, seqlen: s.calibration!.seqlen!, method: s.method, structure: s.structure, evaluate: { seqlen: s.calibration!.seqlen!, windows: s.evaluate!.windows! } });
+      const est = await client.estimate({ nsamples: s.calibration!.nsamples!, seqlen: s.calibration!.seqlen!, method: s.method, structure: s.structure, evaluate: { seqlen: s.calibration!.seqlen!, windows: s.evaluate!.windows! }, lora: s.lora && typeof s.lora === 'object' ? { rank: s.lora.rank } : undefined });
       $('estimate').textContent = `Estimated peak GPU memory of this job: ${bytes(est.peak)} (weights ${bytes(est.weights)}, K-FAC factors ${bytes(est.factors)}).`;
       const prompt = $<HTMLInputElement>('prompt').value;
       const maxNewTokens = num('gen-tokens');

@@ -18,7 +18,7 @@ import { NoModelError } from './errors';
 import { exportZip } from './export';
 import { modelFingerprint, runPruneJob, type HostModel, type PruneResult, type PruneSettings } from './job';
 import { openStore, readState, type CheckpointSpec } from './jobstore';
-import { estimatePruneMemory, type MemoryEstimate } from './memory';
+import { estimatePruneMemory, type MemoryEstimate, type MemorySettings } from './memory';
 import type {
   AdapterSummary, BenchmarkResult, Capabilities, EvaluateOptions, EvaluateResult, GenerateOptions,
   GenerateResult, LoadProgress, MemoryStats, ModelSourceSpec, ModelSummary, ProgressEvent, SparsityEntry,
@@ -239,7 +239,7 @@ export class SurgeonSession {
   }
 
   /** Peak GPU memory a prune of the loaded model would need (memory.ts), for the page to show. */
-  async estimate(settings: { nsamples: number; seqlen: number; method?: string; structure?: string; evaluate?: { seqlen: number; windows: number } }): Promise<MemoryEstimate> {
+  async estimate(settings: MemorySettings): Promise<MemoryEstimate> {
     const m = this.needModel();
     const ctx = await this.context();
     return estimatePruneMemory(m.ckpt.config, settings, ctx.limits);

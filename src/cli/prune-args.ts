@@ -26,8 +26,9 @@ options:
   --nsamples N      calibration windows (default 128)
   --seqlen N        tokens per calibration window (default min(2048, max_position_embeddings))
   --seed N          seed of the calibration windows and of sampled Fisher labels (default 100)
-  --batch N         calibration windows per K-FAC forward/backward (default ⌊4096 / seqlen⌋); larger is
-                    faster on a large GPU and holds N× the activations (opt-mini: 16 on an H200)
+  --batch N         calibration windows per K-FAC forward/backward (default: the most, up to 16, that
+                    keep the job's estimated peak under 4 GiB or under what it needs anyway; at least
+                    ⌊4096 / seqlen⌋); larger is faster on a large GPU and holds more activations
   --fisher-samples K  K sampled-label draws per position (true Fisher); default 0 = empirical Fisher
   --damping-g X     relative damping of G (default 0.01 rows-cols, 0.1 otherwise)
   --damping-a X     relative damping of A (default 0.01); sparsegpt: of H (percdamp, default 0.01)

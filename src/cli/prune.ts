@@ -19,6 +19,7 @@ import { loadTokenizer } from '../io/tokenizer';
 import { calibrationWindows } from '../io/wikitext';
 import { perplexity } from '../model/eval';
 import { OptModel } from '../model/opt';
+import { autoKfacBatch } from '../api/memory';
 import { PruneAbortedError, PruneConfigError } from '../surgeon/options';
 import { describeError, readIds, UsageError } from './args';
 import { parsePruneArgs, prepareOut, PRUNE_USAGE, type PruneArgs } from './prune-args';
@@ -66,6 +67,9 @@ export async function pruneCommand(argv: string[], env: { ctx?: GpuContext } = {
     (ctx as GpuContext | undefined)?.destroy();
   }
 }
+
+// Estimated peak GPU memory up to which the CLI raises the K-FAC batch on its own (--batch overrides).
+const AUTO_BATCH_BUDGET = 4 * 2 ** 30;
 
 async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefined, owned: (ctx: GpuContext) => void): Promise<number> {
   const start = now();
@@ -126,6 +130,12 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   log(`GPU ${info.vendor} ${info.device || info.description}${info.isFallbackAdapter ? ' (fallback adapter)' : ''}`);
   const model = await OptModel.fromCheckpoint(ctx, ckpt);
   const layers = model.prunableLayers();
+  if (a.batch === undefined && calib.length > 0 && !['sparsegpt', 'wanda', 'magnitude'].includes(a.method)) {
+    // Fill a large GPU (more windows per K-FAC forward/backward) while the estimated peak stays small.
+    const settings = { nsamples: calib.length, seqlen, method: a.method, structure: a.structure, maxChunk: a.maxChunk, lora: a.lora && { rank: a.lora.rank, targets: a.lora.targets } };
+    a = { ...a, batch: autoKfacBatch(cfg, settings, ctx.limits, AUTO_BATCH_BUDGET) };
+    log(`K-FAC batch: ${a.batch} window(s) per forward/backward (the most ≤ 16 within ${AUTO_BATCH_BUDGET / 2 ** 30} GiB or the job's own estimated peak; --batch to set)`);
+  }
   const prune = planPrune(a, model, calib, evalIds ? { ids: evalIds, seqlen: evalSeqlen, windows: evalWindows } : undefined, progress, signal);
   lap('upload');
 
