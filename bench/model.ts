@@ -13,7 +13,8 @@ import { spawnSync } from 'node:child_process';
 import { GpuContext } from '../src/gpu/context';
 import { loadCheckpoint, parseOptConfig, expectedOptTensors, calibrationWindows, type LoadedCheckpoint } from '../src/io/index';
 import { mulberry32, normalSampler } from '../src/reference/dense';
-import { OptModel, perplexity, accumulateKfac } from '../src/model/index';
+import { OptModel, perplexity, accumulateKfac, defaultKfacBatch, disposeKfac } from '../src/model/index';
+import type { AttentionImpl } from '../src/kernels/attention';
 import { arg, printProfile, table, writeJson } from './harness';
 
 const FIXTURE_PPL: Record<string, Record<number, number>> = {
@@ -28,7 +29,7 @@ const quick = arg('quick') !== undefined;
 const withTorch = arg('torch') !== undefined;
 const out = arg('out') ?? 'bench/out/model.json';
 const onlyTiming = arg('only') === 'kfac-time'; // skip the perplexity and factor checks
-const attentionImpl = (arg('attention') ?? 'rows') as 'rows' | 'tiled'; // kernels of the timed K-FAC passes
+const attentionImpl = (arg('attention') ?? 'rows') as AttentionImpl; // kernels of the timed K-FAC passes
 
 function i32(path: string): Int32Array {
   const b = readFileSync(path);
@@ -108,8 +109,7 @@ async function main() {
       for (let j = 0; j < r.length; j++) { num += (ours[j] - r[j]) ** 2; den += r[j] ** 2; }
       rows.push({ check: 'kfac', model: m, layer: e.name, factor: e.kind, n: e.n, rel_frobenius: Math.sqrt(num / den) });
     }
-    const seen = new Set<unknown>();
-    for (const v of res.values()) for (const t of [v.A, v.G]) if (!seen.has(t)) { seen.add(t); t.dispose(); }
+    disposeKfac(res);
   }
 
   // 3. timed K-FAC pass: opt-mini 128 × 2048 calibration, OPT-125m-shaped random 16 × 2048
@@ -136,30 +136,26 @@ async function main() {
     const model = await OptModel.fromCheckpoint(ctx, await t.ckpt());
     model.attentionImpl = attentionImpl;
     // One batch first, untimed: pipeline compilation would otherwise land in the first timed pass.
-    const warm = await accumulateKfac(ctx, model, t.ids!.slice(0, t.batch ?? Math.max(1, Math.floor(4096 / T))), { batch: t.batch });
-    const seenW = new Set<unknown>();
-    for (const v of warm.values()) for (const x of [v.A, v.G]) if (!seenW.has(x)) { seenW.add(x); x.dispose(); }
+    const batch = t.batch ?? defaultKfacBatch(T);
+    disposeKfac(await accumulateKfac(ctx, model, t.ids!.slice(0, batch), { batch }));
     await ctx.sync();
     const base = ctx.pool.bytesInUse;
     ctx.pool.peakBytesInUse = base;
     const t0 = performance.now();
-    const res = await accumulateKfac(ctx, model, t.ids!, { batch: t.batch });
+    const res = await accumulateKfac(ctx, model, t.ids!, { batch });
     await ctx.sync();
     const secs = (performance.now() - t0) / 1000;
     const peak = ctx.pool.peakBytesInUse - base;
     if (arg('profile') !== undefined && (!t.batch || t.batch === Math.max(...sweep))) {
       // A second, profiled pass: where the K-FAC time goes, kernel by kernel.
       ctx.enableProfiling();
-      const again = await accumulateKfac(ctx, model, t.ids!.slice(0, 16), { batch: t.batch });
-      const seen2 = new Set<unknown>();
-      for (const v of again.values()) for (const x of [v.A, v.G]) if (!seen2.has(x)) { seen2.add(x); x.dispose(); }
+      disposeKfac(await accumulateKfac(ctx, model, t.ids!.slice(0, 16), { batch }));
       profiles[t.name] = await printProfile(ctx, `${t.name}, 16 sequences`);
       ctx.profiler = null;
     }
     const tt = tTime[i];
-    rows.push({ check: 'kfac-time', model: t.name, batch: t.batch ?? Math.max(1, Math.floor(4096 / T)), sequences: t.nseq, seqlen: T, ours_s: secs, ours_peak_mb: peak / 2 ** 20, model_mb: base / 2 ** 20, torch_s: tt.seconds ?? null, torch_peak_mb: tt.peak_bytes ? (tt.peak_bytes as number) / 2 ** 20 : null, ratio: tt.seconds ? (tt.seconds as number) / secs : null });
-    const seen = new Set<unknown>();
-    for (const v of res.values()) for (const x of [v.A, v.G]) if (!seen.has(x)) { seen.add(x); x.dispose(); }
+    rows.push({ check: 'kfac-time', model: t.name, batch, sequences: t.nseq, seqlen: T, ours_s: secs, ours_peak_mb: peak / 2 ** 20, model_mb: base / 2 ** 20, torch_s: tt.seconds ?? null, torch_peak_mb: tt.peak_bytes ? (tt.peak_bytes as number) / 2 ** 20 : null, ratio: tt.seconds ? (tt.seconds as number) / secs : null });
+    disposeKfac(res);
     model.dispose();
     ctx.trim();
   }

@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { GpuContext } from '../src/gpu/context';
 import { loadCheckpoint, calibrationWindows } from '../src/io/index';
+import type { AttentionImpl } from '../src/kernels/attention';
 import { OptModel, perplexity } from '../src/model/index';
 import { pruneModel, type Method, type Structure } from '../src/surgeon/index';
 import { arg, table, writeJson } from './harness';
@@ -32,7 +33,7 @@ async function main() {
   const evalEvery = Number(arg('eval-every') ?? 0);
   const evalWindows = arg('eval-windows') ? Number(arg('eval-windows')) : undefined;
   const seed = Number(arg('seed') ?? 100);
-  const attentionImpl = (arg('attention') ?? 'rows') as 'rows' | 'tiled';
+  const attentionImpl = (arg('attention') ?? 'rows') as AttentionImpl;
   const batch = arg('batch') ? Number(arg('batch')) : undefined; // K-FAC windows per forward/backward
   const num = (k: string) => (arg(k) !== undefined ? Number(arg(k)) : undefined);
   const lora = arg('lora') !== undefined

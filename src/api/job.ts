@@ -11,6 +11,7 @@ import type { LoadedCheckpoint } from '../io/checkpoint';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
 import { calibrationWindows, evaluationWindows } from '../io/wikitext';
 import { perplexity } from '../model/eval';
+import { defaultKfacBatch } from '../model/kfac';
 import { OptModel } from '../model/opt';
 import { PruneConfigError, resolveOptions, type PruneOptions, type PruneProgress, type PruneReport } from '../surgeon/options';
 import { sparsegptPrune, wandaPrune } from '../surgeon/peers/index';
@@ -135,7 +136,7 @@ export async function runPruneJob(
   const layers = OptModel.prototype.prunableLayers.call({ config: cfg } as OptModel);
   const resolved = resolveOptions({ ...opts, evaluate: evalSpec, seed } as PruneOptions, layers, calib);
   const surgeonOpts = opts as PruneJobOptions & { method?: PruneOptions['method'] };
-  const batch = Math.max(1, Math.min(calib.length || 1, cal.batch ?? Math.floor(4096 / seqlen)));
+  const batch = Math.max(1, Math.min(calib.length || 1, cal.batch ?? defaultKfacBatch(seqlen)));
   const estimate = checkPruneMemory(cfg, {
     nsamples: Math.max(1, calib.length), seqlen, batch, method, structure: opts.structure, maxChunk: resolved.independent ? 1 : resolved.maxChunk,
     evaluate: evalSpec && { seqlen: evalSpec.seqlen, windows: evalSpec.windows! },

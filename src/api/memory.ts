@@ -31,6 +31,7 @@ import { expectedOptTensors, type OptConfig } from '../io/config';
 import { planGramSplits } from '../kernels/gram';
 import { planSplitK } from '../kernels/matmul';
 import { DEFAULT_CHUNK_BYTES } from '../kernels/xent';
+import { defaultKfacBatch } from '../model/kfac';
 
 export interface MemorySettings {
   /** Calibration windows and tokens per window. */
@@ -70,7 +71,6 @@ export interface MemoryEstimate {
   chunkRows: number;
 }
 
-const KFAC_BATCH_TOKENS = 4096; // accumulateKfac's default tokens per batch
 const EVAL_BATCH_TOKENS = 8192; // perplexity's default tokens per batch
 const LORA_STEP_TOKENS = 2048; // lora.ts DEFAULT_STEP_TOKENS: windows per Adam step ⌊2048 / T⌋
 const LORA_RANK = 8, LORA_FRACTION = 0.025; // resolveLora's defaults
@@ -167,7 +167,7 @@ export function estimatePruneMemory(c: OptConfig, s: MemorySettings, lim: Device
 
   // ---- curvature (K-FAC) ----
   const T = s.seqlen;
-  const B = Math.max(1, Math.min(s.nsamples, s.batch ?? Math.max(1, Math.floor(KFAC_BATCH_TOKENS / T))));
+  const B = Math.max(1, Math.min(s.nsamples, s.batch ?? defaultKfacBatch(T)));
   const N = B * T;
   const keys = new Set<string>();
   let factors = 0;
@@ -270,11 +270,12 @@ export function estimatePruneMemory(c: OptConfig, s: MemorySettings, lim: Device
 /**
  * The most K-FAC windows per forward/backward, between accumulateKfac's default ⌊4096 / T⌋ and
  * maxBatch (and the number of windows), whose estimated peak stays within the budget — or within
- * the default batch's own peak when another phase needs more anyway; the default when none larger fits. More windows per batch fill a large GPU better (opt-mini on an H200: 3.6 s per
- * K-FAC pass at 2, 2.5 s at 16) at the price of activations that grow with the batch.
+ * the default batch's own peak when another phase needs more anyway; the default when none larger
+ * fits. More windows per batch fill a large GPU better (opt-mini on an H200: 3.6 s per K-FAC pass at 2,
+ * 2.5 s at 16) at the price of activations that grow with the batch.
  */
 export function autoKfacBatch(c: OptConfig, s: MemorySettings, lim: DeviceLimits, budget: number, maxBatch = 16): number {
-  const base = Math.max(1, Math.floor(KFAC_BATCH_TOKENS / s.seqlen));
+  const base = defaultKfacBatch(s.seqlen);
   const top = Math.min(maxBatch, s.nsamples);
   const cap = Math.max(budget, estimatePruneMemory(c, { ...s, batch: Math.min(base, s.nsamples) }, lim).peak);
   for (let b = top; b > base; b--) {

@@ -2,7 +2,7 @@
 export { OptModel, PRUNABLE_SUFFIXES, type PrunableLayer } from './opt';
 export { forwardBatch, releaseForward, type ForwardOptions, type ForwardResult, type SavedLayer } from './forward';
 export { backwardBatch, type BackwardOptions, type LinearGrad } from './backward';
-export { accumulateKfac, type KfacOptions, type KfacResult } from './kfac';
+export { accumulateKfac, defaultKfacBatch, disposeKfac, type KfacOptions, type KfacResult } from './kfac';
 export { perplexity, type PerplexityOptions, type PerplexityResult } from './eval';
 export { generate, type GenerateOptions } from './generate';
 export { uploadBatch } from './batch';

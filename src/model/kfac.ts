@@ -51,6 +51,18 @@ export interface KfacOptions {
 // saved activations of OPT-125m stay ≈ 1.8 GB.
 const DEFAULT_BATCH_TOKENS = 4096;
 
+/** accumulateKfac's default sequences per forward/backward at T tokens each: ⌊4096 / T⌋, at least 1. */
+export function defaultKfacBatch(T: number): number {
+  return Math.max(1, Math.floor(DEFAULT_BATCH_TOKENS / T));
+}
+
+/** Dispose every tensor of an accumulateKfac result once (q/k/v share one A). */
+export function disposeKfac(kfac: Map<string, KfacResult> | undefined): void {
+  if (!kfac) return;
+  const seen = new Set<Tensor>();
+  for (const f of kfac.values()) for (const t of [f.A, f.G, f.dW, f.db]) if (t && !seen.has(t)) { seen.add(t); t.dispose(); }
+}
+
 /** Mix (seed, batch, draw) into one u32 seed for the GPU sampler. */
 function drawSeed(seed: number, batch: number, draw: number): number {
   let h = (seed ^ 0x9e3779b9) >>> 0;
@@ -70,7 +82,7 @@ export async function accumulateKfac(
     if (s.length !== T) throw new ShapeError(`accumulateKfac: sequence ${i} has ${s.length} tokens, sequence 0 has ${T} (all must be equal)`);
     model.checkIds(s, T, `accumulateKfac: sequence ${i}`);
   });
-  const batch = opts.batch ?? Math.max(1, Math.floor(DEFAULT_BATCH_TOKENS / T));
+  const batch = opts.batch ?? defaultKfacBatch(T);
   if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(`accumulateKfac: batch must be a positive integer, got ${batch}`);
   const N = seqs.length * T;
   const layers = model.prunableLayers();

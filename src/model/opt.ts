@@ -9,6 +9,7 @@
  */
 
 import type { GpuContext } from '../gpu/context';
+import type { AttentionImpl } from '../kernels/attention';
 import { ShapeError } from '../gpu/errors';
 import type { Tensor } from '../gpu/tensor';
 import { ConfigError } from '../io/errors';
@@ -31,8 +32,6 @@ export interface PrunableLayer {
   inputKey: string;
   layer: number;
 }
-
-import type { AttentionImpl } from '../kernels/attention';
 
 export class OptModel {
   private constructor(

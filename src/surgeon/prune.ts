@@ -25,7 +25,7 @@ import { groupCosts, groupMask, zeroSelected } from '../kernels/obs';
 import { countZeros } from '../kernels/reduce';
 import { kthSmallestTensor, maskLessEqual } from '../kernels/select';
 import { perplexity } from '../model/eval';
-import { accumulateKfac, type KfacResult } from '../model/kfac';
+import { accumulateKfac, disposeKfac, type KfacResult } from '../model/kfac';
 import type { OptModel } from '../model/opt';
 import { buildProblems, disposeProblem, invertProblems, layerType, type LayerProblem } from './curvature';
 import { elementCosts, rowColCosts, rowColOffsets } from './costs';
@@ -151,12 +151,6 @@ async function countLayerZeros(ctx: GpuContext, model: OptModel, layers: ReturnT
   const out = await ctx.readU32(counts);
   counts.dispose();
   return out;
-}
-
-function disposeKfac(kfac: Map<string, KfacResult> | undefined): void {
-  if (!kfac) return;
-  const seen = new Set<Tensor>();
-  for (const f of kfac.values()) for (const t of [f.A, f.G, f.dW, f.db]) if (t && !seen.has(t)) { seen.add(t); t.dispose(); }
 }
 
 /**
