@@ -29,7 +29,7 @@ const quick = arg('quick') !== undefined;
 const withTorch = arg('torch') !== undefined;
 const out = arg('out') ?? 'bench/out/model.json';
 const onlyTiming = arg('only') === 'kfac-time'; // skip the perplexity and factor checks
-const attentionImpl = (arg('attention') ?? 'rows') as AttentionImpl; // kernels of the timed K-FAC passes
+const attentionImpl = (arg('attention') ?? 'tiled') as AttentionImpl; // kernels of the timed K-FAC passes
 
 function i32(path: string): Int32Array {
   const b = readFileSync(path);

@@ -33,7 +33,7 @@ async function main() {
   const evalEvery = Number(arg('eval-every') ?? 0);
   const evalWindows = arg('eval-windows') ? Number(arg('eval-windows')) : undefined;
   const seed = Number(arg('seed') ?? 100);
-  const attentionImpl = (arg('attention') ?? 'rows') as AttentionImpl;
+  const attentionImpl = (arg('attention') ?? 'tiled') as AttentionImpl;
   const batch = arg('batch') ? Number(arg('batch')) : undefined; // K-FAC windows per forward/backward
   const num = (k: string) => (arg(k) !== undefined ? Number(arg(k)) : undefined);
   const lora = arg('lora') !== undefined

@@ -117,7 +117,7 @@ describe('OPT model on the GPU vs the float64 reference (tiny OPT)', () => {
     const inUse = ctx.pool.bytesInUse;
     model.attentionImpl = impl;
     const g = await accumulateKfac(ctx, model, seqs.map((s) => Int32Array.from(s)), { batch: 2, weightGrads: true })
-      .finally(() => { model.attentionImpl = 'rows'; });
+      .finally(() => { model.attentionImpl = 'tiled'; });
     const dW = seqs.map((s) => refBackward(ref, s).dW);
     for (const L of model.prunableLayers()) {
       const f = g.get(L.name)!, rf = r.get(L.name)!;
