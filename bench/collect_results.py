@@ -3,7 +3,10 @@
 machine into the committed result files: bench/results/h200-opt-mini-quality.json (issue 4 format),
 h200-opt-mini-lora.json (issue 6 format) and h200-export-verify.json.
 
-  python3 bench/collect_results.py --concurrent NAME,… FILE…   (FILE: one run's JSON, or {name: run JSON})
+  python3 bench/collect_results.py [--merge] --concurrent NAME,… FILE…   (FILE: one run's JSON, or {name: run JSON})
+
+--merge keeps the rows already in the committed files (rows without an attention impl predate the tiled
+kernels: 'rows') and adds the new ones.
 
 Runs named in --concurrent shared the GPU with another run: their seconds are not solo times and are
 marked so. Reference values and limits are FIXTURES.md's authors' results (+0.5% where the issue says so)."""
@@ -20,6 +23,7 @@ REF = {  # (method, structure, shots, sparsity) → (authors' ppl, our limit or 
 ap = argparse.ArgumentParser()
 ap.add_argument('--concurrent', default='')
 ap.add_argument('--out', default='bench/results')
+ap.add_argument('--merge', action='store_true', help='keep the rows already in the output files')
 ap.add_argument('files', nargs='+')
 a = ap.parse_args()
 concurrent = set(filter(None, a.concurrent.split(',')))
@@ -39,7 +43,7 @@ for name, d in sorted(named.items()):
         adapter = adapter or d['adapter']
         row = {'method': r['method'], 'structure': r['structure'], 'shots': r['shots'], 'sparsity': r['sparsity'],
                'ppl': r['ppl'], 'seconds': r['seconds'], 'achieved': r['achieved'], 'seed': r['seed'],
-               'batch': r.get('batch'), 'lora': r['lora'] is not False, 'phases': d['phases'],
+               'batch': r.get('batch'), 'attention': r.get('attention', 'rows'), 'lora': r['lora'] is not False, 'phases': d['phases'],
                'date': d['date'], 'commit': d.get('commit'), 'run': name}
     elif 'tool' in d:  # CLI report.json (peers)
         o = d['options']
@@ -62,14 +66,24 @@ for name, d in sorted(named.items()):
         if not row['lora']:
             quality.append(row)
 
+def old(kind, key):
+    path = f'{a.out}/h200-opt-mini-{kind}.json'
+    if not (a.merge and os.path.exists(path)):
+        return []
+    return [{**r, 'attention': r.get('attention', 'rows')} for r in json.load(open(path))[key]]
+
+
+quality = old('quality', 'runs') + quality
+lora = old('lora', 'runs') + lora
 meta = {'adapter': adapter, 'date': '2026-11-28', 'protocol': 'FIXTURES.md: opt-mini, calibration 128 × 2048 from wiki.valid.near_raw (seed as listed), WikiText-2 test 140 windows of 2048; dense 518.6439'}
 os.makedirs(a.out, exist_ok=True)
-json.dump({**meta, 'runs': sorted(quality, key=lambda r: (r['method'], r['structure'], r['sparsity']))},
+json.dump({**meta, 'runs': sorted(quality, key=lambda r: (r['method'], r['structure'], r['sparsity'], r['attention'], r['seed']))},
           open(f'{a.out}/h200-opt-mini-quality.json', 'w'), indent=1)
-json.dump({**meta, 'runs': [{k: r[k] for k in ('structure', 'sparsity', 'shots', 'lora', 'ppl', 'seconds', 'seed', 'batch', 'phases', 'commit', 'run')}
-                            for r in sorted(lora, key=lambda r: (r['structure'], r['sparsity'], r['lora']))]},
+json.dump({**meta, 'runs': [{k: r[k] for k in ('structure', 'sparsity', 'shots', 'lora', 'ppl', 'seconds', 'seed', 'batch', 'attention', 'phases', 'commit', 'run')}
+                            for r in sorted(lora, key=lambda r: (r['structure'], r['sparsity'], r['seed'], r['attention'], r['lora']))]},
           open(f'{a.out}/h200-opt-mini-lora.json', 'w'), indent=1)
-json.dump({**meta, 'checks': verify}, open(f'{a.out}/h200-export-verify.json', 'w'), indent=1)
-for r in sorted(quality + [r for r in lora if r['lora']], key=lambda r: (r['method'], r['structure'], r['sparsity'], r['lora'])):
-    print(f"{r['method']:9} {r['structure']:9} {r['shots']:3} {r['sparsity']:.2f} lora={str(r['lora']):5} ppl {r['ppl']:9.3f} "
+if verify or not a.merge:
+    json.dump({**meta, 'checks': verify}, open(f'{a.out}/h200-export-verify.json', 'w'), indent=1)
+for r in sorted(quality + [r for r in lora if r['lora']], key=lambda r: (r.get('method', 'surgeon'), r['structure'], r['sparsity'], r['lora'])):
+    print(f"{r.get('method', 'surgeon'):9} {r['structure']:9} {r['shots']:3} {r['sparsity']:.2f} {r['attention']:5} s{r['seed']} lora={str(r['lora']):5} ppl {r['ppl']:9.3f} "
           f"{r['seconds']:7.1f} s {'(shared GPU)' if 'seconds_note' in r else ''} {('ok' if r.get('within_limit') else 'MISS') + ' vs ' + str(r['authors_ppl']) if 'authors_ppl' in r else ''}")
