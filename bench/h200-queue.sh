@@ -4,7 +4,7 @@
 #   bash bench/h200-queue.sh JOBS [LIMIT]      (after gpu-pack.sh / pack-models.py filled .gpu/)
 START=$(date +%s)
 JOBS=${1:?job list}; LIMIT=${2:-570}
-source bench/gpu-prep.sh
+[ -n "$BENCH_COMMIT" ] || source bench/gpu-prep.sh  # once per call
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 # 80 s per factor 1: a solo structured 40-shot opt-mini run at batch 16 (prune 75 s + load and evaluations)
 python3 bench/prune_queue.py --deadline $((START + LIMIT - $(date +%s))) --jobs "$JOBS" --outdir /tmp/runs --est 80

@@ -4,7 +4,8 @@
  * perplexity on WikiText-2 test windows of seqlen after every shot (eval time reported separately).
  *   node dist-node/prune.mjs --model <dir> --data <dir with test.i32, calib.i32> --structure rows-cols
  *        --sparsity 0.5 [--shots 40] [--method surgeon] [--nsamples 128] [--seqlen 2048] [--eval-every 8]
- *        [--seed 100] [--batch B] [--attention rows|tiled] [--lora [--lora-lr x] [--lora-rank r] [--lora-targets attention|all] [--lora-fraction f]] [--out f]
+ *        [--seed 100] [--calib calib.i32] [--batch B] [--attention rows|tiled] [--lora [--lora-lr x] [--lora-rank r] [--lora-targets attention|all] [--lora-fraction f]] [--out f]
+ * --calib F: the calibration ids file in --data (calib-space.i32: joined like the authors' loaders; prepare-data.ts).
  * --eval-every K: also the test perplexity after every K-th shot (its time is left out of the prune seconds).
  * BENCH_COMMIT in the environment is written into the JSON (the device copy of the tree has no .git).
  */
@@ -33,6 +34,7 @@ async function main() {
   const evalEvery = Number(arg('eval-every') ?? 0);
   const evalWindows = arg('eval-windows') ? Number(arg('eval-windows')) : undefined;
   const seed = Number(arg('seed') ?? 100);
+  const calibFile = arg('calib') ?? 'calib.i32';
   const attentionImpl = (arg('attention') ?? 'tiled') as AttentionImpl;
   const batch = arg('batch') ? Number(arg('batch')) : undefined; // K-FAC windows per forward/backward
   const num = (k: string) => (arg(k) !== undefined ? Number(arg(k)) : undefined);
@@ -48,7 +50,7 @@ async function main() {
   const model = await OptModel.fromCheckpoint(ctx, ckpt);
   model.attentionImpl = attentionImpl;
   const testIds = i32(`${dataDir}/test.i32`);
-  const calib = calibrationWindows(i32(`${dataDir}/calib.i32`), nsamples, seqlen, seed);
+  const calib = calibrationWindows(i32(`${dataDir}/${calibFile}`), nsamples, seqlen, seed);
 
   const dense = await perplexity(ctx, model, testIds, { seqlen, windows: evalWindows });
   console.log(`dense ppl ${dense.ppl}`);
@@ -82,7 +84,7 @@ async function main() {
   console.log(`phase seconds: ${JSON.stringify(report.seconds)}`);
   writeJson(out, {
     adapter: ctx.gpu.info, date: new Date().toISOString(), commit: process.env.BENCH_COMMIT ?? null,
-    run: { method, structure, shots: report.shots.length, sparsity, lora: lora ?? false, seed, batch: batch ?? null, attention: attentionImpl, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
+    run: { method, structure, shots: report.shots.length, sparsity, lora: lora ?? false, seed, calib: calibFile, batch: batch ?? null, attention: attentionImpl, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
     phases: report.seconds, shots: report.shots.map((e) => ({ ...e, ppl: shotPpl.get(e.shot) })), byModuleType: report.byModuleType, layers: report.layers,
   });
   model.dispose();

@@ -59,6 +59,8 @@ describe('WikiText-2 (ALGORITHM.md §10)', () => {
   it('joins rows: blank lines become empty rows, CRLF is normalised', () => {
     expect(joinWikitextRows(' \n = A = \n \n b c \n')).toBe(['', ' = A = \n', '', ' b c \n'].join('\n\n'));
     expect(joinWikitextRows('x\r\n\r\ny\r\n')).toBe(joinWikitextRows('x\n\ny\n'));
+    // the authors' loaders' calibration join (bench comparisons): same rows, one space between them
+    expect(joinWikitextRows(' \n = A = \n \n b c \n', ' ')).toBe(' = A = \n   b c \n');
   });
 });
 

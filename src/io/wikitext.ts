@@ -2,10 +2,12 @@
  * Text preparation for evaluation and calibration (ALGORITHM.md §10).
  * - joinWikitextRows: rows are the file's lines; a non-blank line becomes `line + "\n"`, a blank
  *   (whitespace-only) line becomes ""; rows joined with "\n\n" — the same string as
- *   `"\n\n".join(datasets.load_dataset("wikitext", "wikitext-2-raw-v1")[split]["text"])`.
+ *   `"\n\n".join(datasets.load_dataset("wikitext", "wikitext-2-raw-v1")[split]["text"])`. FIXTURES
+ *   joins calibration text this way too; `separator = ' '` gives the string the authors' calibration
+ *   loaders build from the train split (a different token stream, kept for comparisons).
  * - evaluationWindows: non-overlapping windows of `seqlen` tokens, the tail dropped.
- * - calibrationWindows: `nsamples` random windows (they may overlap), drawn like the SparseGPT /
- *   LLM Surgeon data loaders: Python's `random.seed(seed)` then `i = random.randint(0, n - seqlen - 1)`
+ * - calibrationWindows: `nsamples` random windows (they may overlap), start offsets drawn like the
+ *   SparseGPT / LLM Surgeon data loaders: Python's `random.seed(seed)` then `i = random.randint(0, n - seqlen - 1)`
  *   per sample. The PRNG is MT19937 seeded exactly as CPython seeds it from an int, and randint uses
  *   CPython's rejection sampling on getrandbits(k), so the same seed picks the same start offsets as
  *   the reference code on the same token ids.
@@ -13,10 +15,10 @@
 
 import { DatasetError } from './errors';
 
-export function joinWikitextRows(raw: string): string {
+export function joinWikitextRows(raw: string, separator = '\n\n'): string {
   const lines = raw.replace(/\r\n?/g, '\n').split('\n');
   if (lines.length && lines[lines.length - 1] === '') lines.pop(); // the file's final newline ends the last row
-  return lines.map((l) => (l.trim() === '' ? '' : `${l}\n`)).join('\n\n');
+  return lines.map((l) => (l.trim() === '' ? '' : `${l}\n`)).join(separator);
 }
 
 export function evaluationWindows(ids: Int32Array | number[], seqlen: number, maxWindows = Infinity): Int32Array[] {
