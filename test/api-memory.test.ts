@@ -8,9 +8,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { autoKfacBatch, checkPruneMemory, estimatePruneMemory, LimitExceededError, loadModel, localSession, parseOptConfig, prune, type HostModel, type MemorySettings, type PruneJobOptions } from '../src/index';
+import { autoKfacBatch, checkPruneMemory, estimatePruneMemory, LimitExceededError, loadModel, localSession, parseOptConfig, prune, type HostModel, type MemoryEstimate, type MemorySettings, type PruneJobOptions } from '../src/index';
 import { tinyOpt } from '../src/reference/tinyopt';
 import { gpu } from './helpers/gpu';
+import { expectTightSuggestion, refusal as refused } from './helpers/memory';
 import { rng } from './helpers/rng';
 import { toCheckpoint } from './helpers/surgeon';
 
@@ -46,15 +47,7 @@ describe('memory estimate (CPU)', () => {
   });
 
   it('refuses with LimitExceededError naming memoryBudget and what would fit', () => {
-    const refusal = (s: MemorySettings, budget?: number, lim = LIM): LimitExceededError => {
-      try {
-        checkPruneMemory(opt125, s, lim, budget);
-      } catch (x) {
-        expect(x).toBeInstanceOf(LimitExceededError);
-        return x as LimitExceededError;
-      }
-      throw new Error('expected a refusal');
-    };
+    const refusal = (s: MemorySettings, budget?: number, lim = LIM): LimitExceededError => refused(() => checkPruneMemory(opt125, s, lim, budget));
     // 8 sequences of 2048 tokens per K-FAC batch: the saved activations dominate.
     const big = { ...BASE, batch: 8 };
     const est = estimatePruneMemory(opt125, big, LIM);
@@ -63,14 +56,9 @@ describe('memory estimate (CPU)', () => {
     expect(e.limit).toBe('memoryBudget');
     expect(e.available).toBe(budget);
     expect(e.needed).toBe(est.peak);
-    const m = /would fit: a calibration batch of (\d+) sequences? \((\d+) tokens per forward\/backward instead of 16384\)/.exec(e.message);
-    expect(m, e.message).not.toBeNull();
-    const b = Number(m![1]);
-    expect(b).toBeGreaterThanOrEqual(1);
-    expect(b).toBeLessThan(8);
     // The suggestion is right and tight: that batch fits, one more does not.
-    expect(() => checkPruneMemory(opt125, { ...big, batch: b }, LIM, budget)).not.toThrow();
-    expect(() => checkPruneMemory(opt125, { ...big, batch: b + 1 }, LIM, budget)).toThrow(LimitExceededError);
+    expectTightSuggestion(e.message, /would fit: a calibration batch of (\d+) sequences? \(\d+ tokens per forward\/backward instead of 16384\)/, 8,
+      (b) => checkPruneMemory(opt125, { ...big, batch: b }, LIM, budget));
     // Too small for weights + factors + updates whatever the batch: said plainly.
     expect(refusal(BASE, 2 * GiB).message).toMatch(/this model does not fit here/);
     // Per-buffer limit: a 256 MiB binding cannot hold 16 × 2048 tokens × ffn 3072 activations (402 MB); 10 sequences fit.
@@ -123,22 +111,11 @@ describe('memory estimate (CPU)', () => {
     const est = estimatePruneMemory(opt125, s, LIM);
     expect(Object.entries(est.phases).sort((a, b) => b[1] - a[1])[0][0]).toBe('lora');
     const budget = est.weights + est.phases.curvature + (est.phases.lora - est.phases.curvature) / 2;
-    let e: LimitExceededError | undefined;
-    try {
-      checkPruneMemory(opt125, s, LIM, budget);
-    } catch (x) {
-      e = x as LimitExceededError;
-    }
-    expect(e).toBeInstanceOf(LimitExceededError);
-    expect(e!.message).toMatch(/lora phase/);
-    const m = /a LoRA batch of (\d+) windows? per Adam step \(lora\.batch\)/.exec(e!.message);
-    expect(m, e!.message).not.toBeNull();
-    const b = Number(m![1]);
-    expect(b).toBeGreaterThanOrEqual(1);
-    expect(b).toBeLessThan(8);
-    expect(() => checkPruneMemory(opt125, { ...s, lora: { ...s.lora, batch: b } }, LIM, budget)).not.toThrow();
-    expect(() => checkPruneMemory(opt125, { ...s, lora: { ...s.lora, batch: b + 1 } }, LIM, budget)).toThrow(LimitExceededError);
-    console.log(`[memory] LoRA refusal: ${e!.message}`);
+    const e = refused(() => checkPruneMemory(opt125, s, LIM, budget));
+    expect(e.message).toMatch(/lora phase/);
+    expectTightSuggestion(e.message, /a LoRA batch of (\d+) windows? per Adam step \(lora\.batch\)/, 8,
+      (b) => checkPruneMemory(opt125, { ...s, lora: { ...s.lora, batch: b } }, LIM, budget));
+    console.log(`[memory] LoRA refusal: ${e.message}`);
   });
 });
 
@@ -203,7 +180,7 @@ describe('LoRA phase on opt-micro (GPU)', () => {
         structure: 'element', sparsity: 0.5, shots: 1, method: 'magnitude',
         calibration: { text, nsamples: 2, seqlen: 32, seed: 7 }, lora: { targets, fraction: 1 },
       });
-      const got = report.memory.measuredPeakBytes - inUse, est = report.memory.estimate!;
+      const got = report.memory.measuredPeakBytes - inUse, est = report.memory.estimate as MemoryEstimate;
       const { lora, ...others } = est.phases;
       console.log(`[memory] opt-micro lora ${targets}: estimated ${est.peak} B (lora phase ${lora} B + weights ${est.weights} B), measured ${got} B (${(est.peak / got).toFixed(4)}×)`);
       expect(report.shots[0].lora?.steps).toBe(1);

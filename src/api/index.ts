@@ -6,7 +6,8 @@ export { NotImplementedError, NoModelError, WorkerError, serializeError, rebuild
 export { SurgeonSession } from './session';
 export { runPruneJob, modelFingerprint, type HostModel, type PruneJobOptions, type PruneJobReport, type PruneResult, type PruneSettings, type CalibrationSpec, type EvaluationSpec, type TextOrIds } from './job';
 export { CheckpointMismatchError, CheckpointStoreError, deleteCheckpoint, type CheckpointSpec, type JobState } from './jobstore';
-export { autoKfacBatch, estimatePruneMemory, checkPruneMemory, type MemoryEstimate, type MemorySettings, type DeviceLimits } from './memory';
+export { autoKfacBatch, estimatePruneMemory, checkPruneMemory, deviceLimits, type MemoryEstimate, type MemorySettings, type DeviceLimits } from './memory';
+export { estimatePeerMemory, checkPeerMemory, type PeerMemoryEstimate, type PeerMethod } from './memory-peers';
 export { cachedFetch, cachedFiles, MODEL_CACHE } from './cache';
 export { exportZip, modelFolder } from './export';
 export type * from './types';

@@ -17,7 +17,8 @@ import { PruneConfigError, resolveOptions, type PruneOptions, type PruneProgress
 import { sparsegptPrune, wandaPrune } from '../surgeon/peers/index';
 import { pruneModel } from '../surgeon/prune';
 import { CheckpointMismatchError, Hasher, loadShotWeights, openStore, readState, saveShot, saveState, stableJson, type CheckpointSpec, type JobState, type Store } from './jobstore';
-import { checkPruneMemory, type MemoryEstimate } from './memory';
+import { checkPruneMemory, deviceLimits, type MemoryEstimate } from './memory';
+import { checkPeerMemory, type PeerMemoryEstimate } from './memory-peers';
 import type { ProgressEvent } from './types';
 
 /** A model on the host: canonical tensor names → f32 arrays, config, tokenizer (what loadModel returns). */
@@ -74,8 +75,8 @@ export interface PruneJobReport extends PruneReport {
   /** Shots taken from a checkpoint instead of being run (0: a fresh job). */
   resumedFromShot: number;
   calibration: { nsamples: number; seqlen: number; seed: number; batch: number };
-  /** Estimated (0 for the peers, which are not modelled) and measured peak GPU bytes of the job. */
-  memory: { estimatedPeakBytes: number; measuredPeakBytes: number; estimate?: MemoryEstimate };
+  /** Estimated (memory.ts; the peers: memory-peers.ts) and measured peak GPU bytes of the job. */
+  memory: { estimatedPeakBytes: number; measuredPeakBytes: number; estimate?: MemoryEstimate | PeerMemoryEstimate };
 }
 
 export interface PruneResult {
@@ -132,7 +133,7 @@ export async function runPruneJob(
     const windows = evaluationWindows(ids, eSeq, ev.windows).length; // DatasetError before any GPU work
     evalSpec = { ids, seqlen: eSeq, windows };
   }
-  if (method === 'sparsegpt' || method === 'wanda') return runPeerJob(ctx, host, opts, method, calib, evalSpec, emit);
+  if (method === 'sparsegpt' || method === 'wanda') return runPeerJob(ctx, host, opts, method, calib, seqlen, evalSpec, emit);
   const layers = OptModel.prototype.prunableLayers.call({ config: cfg } as OptModel);
   const resolved = resolveOptions({ ...opts, evaluate: evalSpec, seed } as PruneOptions, layers, calib);
   const surgeonOpts = opts as PruneJobOptions & { method?: PruneOptions['method'] };
@@ -141,7 +142,7 @@ export async function runPruneJob(
     nsamples: Math.max(1, calib.length), seqlen, batch, method, structure: opts.structure, maxChunk: resolved.independent ? 1 : resolved.maxChunk,
     evaluate: evalSpec && { seqlen: evalSpec.seqlen, windows: evalSpec.windows! },
     lora: resolved.lora && { rank: resolved.lora.rank, targets: resolved.lora.targets, batch: resolved.lora.batch, fraction: resolved.lora.fraction },
-  }, ctx.limits, opts.memoryBudget, ctx.pool.bytesInUse);
+  }, deviceLimits(ctx), opts.memoryBudget, ctx.pool.bytesInUse);
 
   // ---- checkpoint: resume or start ----
   let store: Store | undefined;
@@ -232,13 +233,17 @@ export async function runPruneJob(
 
 /** SparseGPT / Wanda: one sequential pass over the layers (no shots, no checkpoints), same result shape. */
 async function runPeerJob(
-  ctx: GpuContext, host: HostModel, opts: PruneJobOptions, method: 'sparsegpt' | 'wanda', calib: Int32Array[],
+  ctx: GpuContext, host: HostModel, opts: PruneJobOptions, method: 'sparsegpt' | 'wanda', calib: Int32Array[], seqlen: number,
   evalSpec: PruneOptions['evaluate'], emit: (p: ProgressEvent, force?: boolean) => void,
 ): Promise<PruneResult> {
   if (opts.structure === 'rows-cols') throw new PruneConfigError(`${method} prunes elements or n:m groups, not rows and columns`);
   if (opts.checkpoint) throw new PruneConfigError(`${method} runs in one pass; checkpoints apply to the multi-shot methods`);
   if (opts.lora) throw new PruneConfigError(`${method} runs in one pass; lora corrections run between the shots of the multi-shot methods`);
   const cal = opts.calibration ?? {};
+  const estimate = checkPeerMemory(host.config, {
+    method, nsamples: Math.max(1, calib.length), seqlen, structure: opts.structure,
+    evaluate: evalSpec && { seqlen: evalSpec.seqlen, windows: evalSpec.windows! },
+  }, deviceLimits(ctx), opts.memoryBudget, ctx.pool.bytesInUse);
   emit({ phase: 'upload', fraction: 0 }, true);
   ctx.pool.peakBytesInUse = ctx.pool.bytesInUse;
   const gpu = await OptModel.fromCheckpoint(ctx, host);
@@ -269,8 +274,8 @@ async function runPeerJob(
       report: {
         shots: [{ shot: 1, target: opts.sparsity, achieved: r.achievedSparsity, ppl: after, seconds }], layers, byModuleType,
         achievedSparsity: r.achievedSparsity, seconds, densePerplexity, resumedFromShot: 0,
-        calibration: { nsamples: calib.length, seqlen: calib[0]?.length ?? 0, seed: cal.seed ?? 0, batch: 1 },
-        memory: { estimatedPeakBytes: 0, measuredPeakBytes: ctx.pool.peakBytesInUse },
+        calibration: { nsamples: calib.length, seqlen, seed: cal.seed ?? 0, batch: 1 },
+        memory: { estimatedPeakBytes: estimate.peak, measuredPeakBytes: ctx.pool.peakBytesInUse, estimate },
       },
     };
   } finally {

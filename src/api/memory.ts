@@ -23,13 +23,16 @@
  * peak = weights + the largest phase. Terms are upper bounds (every temporary of a step counted as
  * alive together), so the estimate errs high; test/api-memory.test.ts checks it against the pool's
  * measured peak on small runs (never below, within 2×; LoRA jobs on opt-micro within 10%).
+ * The peer methods (SparseGPT, Wanda) have their own estimate in memory-peers.ts, built from the
+ * helpers exported here, with the same refusal (checkFit).
  */
 
+import type { GpuContext } from '../gpu/context';
 import { bucketSize } from '../gpu/pool';
 import { LimitExceededError } from '../gpu/errors';
 import { expectedOptTensors, type OptConfig } from '../io/config';
-import { planGramSplits } from '../kernels/gram';
-import { planSplitK } from '../kernels/matmul';
+import { GRAM_MIN_WORKGROUPS, planGramSplits } from '../kernels/gram';
+import { isCpuAdapter, planSplitK } from '../kernels/matmul';
 import { DEFAULT_CHUNK_BYTES } from '../kernels/xent';
 import { defaultKfacBatch } from '../model/kfac';
 
@@ -56,6 +59,14 @@ export interface MemorySettings {
 export interface DeviceLimits {
   maxStorageBufferBindingSize: number;
   maxBufferSize: number;
+  /** A software/CPU adapter (kernels/matmul isCpuAdapter): gram plans no occupancy splits there. Default false (the larger scratch). */
+  cpuAdapter?: boolean;
+}
+
+/** The limits of a context as the estimates read them. */
+export function deviceLimits(ctx: GpuContext): DeviceLimits {
+  const l = ctx.limits;
+  return { maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxBufferSize: l.maxBufferSize, cpuAdapter: isCpuAdapter(ctx) };
 }
 
 export interface MemoryEstimate {
@@ -71,14 +82,15 @@ export interface MemoryEstimate {
   chunkRows: number;
 }
 
-const EVAL_BATCH_TOKENS = 8192; // perplexity's default tokens per batch
+export const EVAL_BATCH_TOKENS = 8192; // perplexity's default tokens per batch
 const LORA_STEP_TOKENS = 2048; // lora.ts DEFAULT_STEP_TOKENS: windows per Adam step ⌊2048 / T⌋
 const LORA_RANK = 8, LORA_FRACTION = 0.025; // resolveLora's defaults
 const COLSUM_ROWS = 256; // activation.ts colSum: rows reduced per partial
 const DEFAULT_MAX_CHUNK = 2000; // options.ts: entries per correlated element chunk
 const INVERSE_TEMPS = 7; // spdInverse: damped copy, L, blocks, I, W, X, T/R alive around one call
 
-const f32 = (n: number): number => bucketSize(Math.max(4, 4 * n));
+/** Pool bytes of a tensor of n f32 (or u32) entries. */
+export const f32 = (n: number): number => bucketSize(Math.max(4, 4 * n));
 
 interface Layer { R: number; C: number; key: string }
 
@@ -121,7 +133,7 @@ function crossEntropyBytes(c: OptConfig, lim: DeviceLimits, N: number, grad: boo
 }
 
 /** Split-K partials of one [M, K]·[K, N] matmul (upper bound: one tile workgroup, i.e. the most splits). */
-function splitScratch(M: number, N: number, K: number, lim: DeviceLimits): number {
+export function splitScratch(M: number, N: number, K: number, lim: DeviceLimits): number {
   const { splits } = planSplitK(M, N, K, 1, 1, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
   return splits > 1 ? f32(splits * M * N) : 0;
 }
@@ -138,17 +150,35 @@ function colSumScratch(n: number, R: number): number {
 }
 
 /** One forward batch without saving (perplexity) over `windows` windows of Te tokens, with its cross-entropy chunk. */
-function forwardOnlyBytes(c: OptConfig, lim: DeviceLimits, Te: number, windows: number): number {
+export function forwardOnlyBytes(c: OptConfig, lim: DeviceLimits, Te: number, windows: number): number {
   const Be = Math.max(1, Math.min(windows, Math.floor(EVAL_BATCH_TOKENS / Te)));
   const Ne = Be * Te;
   return 7 * f32(Ne * c.hiddenSize) + f32(Ne * c.ffnDim) + 6 * f32(Ne) + f32(Ne * c.numHeads) + crossEntropyBytes(c, lim, Ne, false) + f32(Be);
 }
 
-/** Gram partials of one accumulation (upper bound: the fewest tiles, i.e. the most splits). */
-function gramScratch(n: number, rows: number, lim: DeviceLimits): number {
+/** Perplexity over `windows` windows of `seqlen` tokens: its peak above the weights (forwardOnlyBytes) and its largest buffer, the logits chunk. */
+export function evaluationOf(c: OptConfig, lim: DeviceLimits, ev: { seqlen: number; windows: number }): { bytes: number; largest: { bytes: number; what: string } } {
+  const Ne = Math.max(1, Math.min(ev.windows, Math.floor(EVAL_BATCH_TOKENS / ev.seqlen))) * ev.seqlen;
+  const rows = chunkRowsFor(c, lim, Ne);
+  return { bytes: forwardOnlyBytes(c, lim, ev.seqlen, ev.windows), largest: { bytes: 4 * rows * c.vocabSize, what: `evaluation logits chunk (${rows} × ${c.vocabSize})` } };
+}
+
+/** Gram partials of one accumulation of `rows` tokens into an n×n matrix (gramAccumulate's default variant, 128-wide tiles). */
+export function gramScratch(n: number, rows: number, lim: DeviceLimits): number {
   const nt = Math.ceil(n / 128);
-  const s = planGramSplits((nt * (nt + 1)) / 2, rows, n, lim.maxStorageBufferBindingSize);
+  const s = planGramSplits((nt * (nt + 1)) / 2, rows, n, lim.maxStorageBufferBindingSize, lim.cpuAdapter ? 0 : GRAM_MIN_WORKGROUPS);
   return s > 1 ? f32(s * n * n) : 0;
+}
+
+/** Pool bytes of the model's weights (every tensor of the config) and its largest tensor. */
+export function weightsOf(c: OptConfig): { weights: number; largest: { bytes: number; what: string } } {
+  let weights = 0, largest = { bytes: 0, what: '' };
+  for (const [name, shape] of expectedOptTensors(c)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    weights += f32(n);
+    if (4 * n > largest.bytes) largest = { bytes: 4 * n, what: `weight ${name}` };
+  }
+  return { weights, largest };
 }
 
 export function estimatePruneMemory(c: OptConfig, s: MemorySettings, lim: DeviceLimits): MemoryEstimate {
@@ -156,14 +186,9 @@ export function estimatePruneMemory(c: OptConfig, s: MemorySettings, lim: Device
   const method = s.method ?? 'surgeon';
   const curvature = method !== 'magnitude';
   const layers = layersOf(c);
-  let weights = 0;
-  let largest = { bytes: 0, what: '' };
+  const own = weightsOf(c), weights = own.weights;
+  let largest = own.largest;
   const big = (bytes: number, what: string) => { if (bytes > largest.bytes) largest = { bytes, what }; };
-  for (const [name, shape] of expectedOptTensors(c)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    weights += f32(n);
-    big(4 * n, `weight ${name}`);
-  }
 
   // ---- curvature (K-FAC) ----
   const T = s.seqlen;
@@ -229,10 +254,9 @@ export function estimatePruneMemory(c: OptConfig, s: MemorySettings, lim: Device
   // ---- evaluation ----
   let phaseEval = 0;
   if (s.evaluate) {
-    const Te = s.evaluate.seqlen;
-    const Ne = Math.max(1, Math.min(s.evaluate.windows, Math.floor(EVAL_BATCH_TOKENS / Te))) * Te;
-    phaseEval = forwardOnlyBytes(c, lim, Te, s.evaluate.windows);
-    big(4 * chunkRowsFor(c, lim, Ne) * V, `evaluation logits chunk (${chunkRowsFor(c, lim, Ne)} × ${V})`);
+    const ev = evaluationOf(c, lim, s.evaluate);
+    phaseEval = ev.bytes;
+    big(ev.largest.bytes, ev.largest.what);
   }
 
   // ---- LoRA corrections (after the shot's problems are freed: only the weights stay) ----
@@ -285,7 +309,61 @@ export function autoKfacBatch(c: OptConfig, s: MemorySettings, lim: DeviceLimits
   return Math.min(base, Math.max(1, s.nsamples));
 }
 
-const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
+export const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
+
+/** What checkFit needs of an estimate. */
+export interface Fit { peak: number; largest: { bytes: number; what: string } }
+
+/**
+ * Throw LimitExceededError when an estimate cannot fit: a buffer above maxStorageBufferBindingSize or
+ * maxBufferSize, or (with `budget`) a peak above budget − inUse. `needs` describes the peak (budget
+ * message); `hint(fits)` names settings whose estimate passes `fits` ("; would fit: …").
+ */
+export function checkFit<E extends Fit>(est: E, lim: DeviceLimits, budget: number | undefined, inUse: number, needs: string, hint: (fits: (e: E) => boolean) => string): void {
+  const bind = lim.maxStorageBufferBindingSize;
+  if (est.largest.bytes > bind) {
+    throw new LimitExceededError('maxStorageBufferBindingSize', est.largest.bytes, bind, `${est.largest.what} does not fit in one storage binding on this GPU${hint((e) => e.largest.bytes <= bind)}`);
+  }
+  if (bucketSize(est.largest.bytes) > lim.maxBufferSize) {
+    throw new LimitExceededError('maxBufferSize', bucketSize(est.largest.bytes), lim.maxBufferSize, `${est.largest.what} does not fit in one buffer on this GPU${hint((e) => bucketSize(e.largest.bytes) <= lim.maxBufferSize)}`);
+  }
+  if (budget !== undefined && est.peak + inUse > budget) {
+    const avail = budget - inUse;
+    throw new LimitExceededError('memoryBudget', est.peak + inUse, budget,
+      `this job needs about ${mib(est.peak)} at its peak (${needs})${inUse ? ` besides ${mib(inUse)} already in use` : ''}${hint((e) => e.peak <= avail)}`);
+  }
+}
+
+/** The name of an estimate's largest phase. */
+export const worstPhase = (phases: Record<string, number>): string => Object.entries(phases).sort((a, b) => b[1] - a[1])[0][0];
+
+/** The largest integer in lo…hi with ok(value) (ok monotone: true up to some value), or 0 if none. */
+export function largestFit(lo: number, hi: number, ok: (v: number) => boolean): number {
+  let best = 0;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (ok(mid)) { best = mid; lo = mid + 1; } else hi = mid - 1;
+  }
+  return best;
+}
+
+/** "N evaluation windows of T tokens" per batch that fit when the job's own evaluation setting does not (undefined: none, or not needed). */
+export function evalWindowsHint<S extends { evaluate?: MemorySettings['evaluate'] }, E>(s: S, estimate: (s: S) => E, fits: (e: E) => boolean): string | undefined {
+  const ev = s.evaluate;
+  if (!ev || ev.windows <= 1 || fits(estimate(s))) return undefined;
+  for (let w = Math.min(ev.windows, Math.floor(EVAL_BATCH_TOKENS / ev.seqlen)) - 1; w >= 1; w--) {
+    if (fits(estimate({ ...s, evaluate: { ...ev, windows: w } }))) return `${w} evaluation window${w > 1 ? 's' : ''} of ${ev.seqlen} tokens`;
+  }
+  return undefined;
+}
+
+/** The hint's text: the settings that fit, or a plain "does not fit" with the smallest job's needs. */
+export function hintText(tries: string[], floor: Fit): string {
+  if (!tries.length) {
+    return `; no smaller calibration or evaluation setting fits (1 sequence of 2 tokens still needs ${mib(floor.peak)} at its peak, largest buffer ${mib(floor.largest.bytes)}: ${floor.largest.what}): this model does not fit here`;
+  }
+  return `; would fit: ${tries.join(', or ')}`;
+}
 
 /**
  * Throw LimitExceededError when the job cannot fit: a buffer above maxStorageBufferBindingSize or
@@ -293,61 +371,28 @@ const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
  */
 export function checkPruneMemory(c: OptConfig, s: MemorySettings, lim: DeviceLimits, budget?: number, inUse = 0): MemoryEstimate {
   const est = estimatePruneMemory(c, s, lim);
-  const bind = lim.maxStorageBufferBindingSize;
-  if (est.largest.bytes > bind) {
-    throw new LimitExceededError('maxStorageBufferBindingSize', est.largest.bytes, bind, `${est.largest.what} does not fit in one storage binding on this GPU${suggest(c, s, lim, (e) => e.largest.bytes <= bind)}`);
-  }
-  if (bucketSize(est.largest.bytes) > lim.maxBufferSize) {
-    throw new LimitExceededError('maxBufferSize', bucketSize(est.largest.bytes), lim.maxBufferSize, `${est.largest.what} does not fit in one buffer on this GPU${suggest(c, s, lim, (e) => bucketSize(e.largest.bytes) <= lim.maxBufferSize)}`);
-  }
-  if (budget !== undefined && est.peak + inUse > budget) {
-    const avail = budget - inUse;
-    const worst = Object.entries(est.phases).sort((a, b) => b[1] - a[1])[0][0];
-    throw new LimitExceededError('memoryBudget', est.peak + inUse, budget,
-      `this job needs about ${mib(est.peak)} at its peak (${worst} phase; weights ${mib(est.weights)}, K-FAC factors ${mib(est.factors)})` +
-      `${inUse ? ` besides ${mib(inUse)} already in use` : ''}${suggest(c, s, lim, (e) => e.peak <= avail)}`);
-  }
+  checkFit(est, lim, budget, inUse, `${worstPhase(est.phases)} phase; weights ${mib(est.weights)}, K-FAC factors ${mib(est.factors)}`, (fits) => suggest(c, s, lim, fits));
   return est;
 }
 
 /** What would fit: the largest calibration batch, else the longest seqlen at batch 1, and evaluation windows per batch. */
 function suggest(c: OptConfig, s: MemorySettings, lim: DeviceLimits, fits: (e: MemoryEstimate) => boolean): string {
   const tries: string[] = [];
-  const B = estimatePruneMemory(c, s, lim).batch;
-  const largestBatch = (ev: MemorySettings['evaluate']) => {
-    for (let b = B - 1; b >= 1; b--) if (fits(estimatePruneMemory(c, { ...s, batch: b, evaluate: ev }, lim))) return b;
-    return 0;
-  };
-  const b = largestBatch(s.evaluate);
+  const est = (x: MemorySettings) => estimatePruneMemory(c, x, lim);
+  const B = est(s).batch;
+  let b = B - 1;
+  while (b >= 1 && !fits(est({ ...s, batch: b }))) b--;
   if (b > 0) tries.push(`a calibration batch of ${b} sequence${b > 1 ? 's' : ''} (${b * s.seqlen} tokens per forward/backward instead of ${B * s.seqlen})`);
   else {
-    let t = 0;
-    for (let lo = 2, hi = s.seqlen - 1; lo <= hi;) {
-      const mid = (lo + hi) >> 1;
-      if (fits(estimatePruneMemory(c, { ...s, seqlen: mid, batch: 1, evaluate: s.evaluate && { ...s.evaluate, seqlen: Math.min(mid, s.evaluate.seqlen) } }, lim))) { t = mid; lo = mid + 1; } else hi = mid - 1;
-    }
+    const t = largestFit(2, s.seqlen - 1, (mid) => fits(est({ ...s, seqlen: mid, batch: 1, evaluate: s.evaluate && { ...s.evaluate, seqlen: Math.min(mid, s.evaluate.seqlen) } })));
     if (t > 0) tries.push(`seqlen ≤ ${t} with a calibration batch of 1 sequence`);
   }
-  if (s.evaluate && s.evaluate.windows > 1) {
-    const ev = s.evaluate;
-    for (let w = Math.min(ev.windows, Math.floor(EVAL_BATCH_TOKENS / ev.seqlen)) - 1; w >= 1; w--) {
-      if (fits(estimatePruneMemory(c, { ...s, evaluate: { ...ev, windows: w } }, lim))) {
-        if (!fits(estimatePruneMemory(c, s, lim))) tries.push(`${w} evaluation window${w > 1 ? 's' : ''} of ${ev.seqlen} tokens`);
-        break;
-      }
-    }
-  }
+  const ev = evalWindowsHint(s, est, fits);
+  if (ev) tries.push(ev);
   if (s.lora) {
-    for (let w = loraBatchOf(s).batch - 1; w >= 1; w--) {
-      if (fits(estimatePruneMemory(c, { ...s, lora: { ...s.lora, batch: w } }, lim))) {
-        tries.push(`a LoRA batch of ${w} window${w > 1 ? 's' : ''} per Adam step (lora.batch)`);
-        break;
-      }
-    }
+    let w = loraBatchOf(s).batch - 1;
+    while (w >= 1 && !fits(est({ ...s, lora: { ...s.lora, batch: w } }))) w--;
+    if (w > 0) tries.push(`a LoRA batch of ${w} window${w > 1 ? 's' : ''} per Adam step (lora.batch)`);
   }
-  if (!tries.length) {
-    const floor = estimatePruneMemory(c, { ...s, seqlen: 2, batch: 1, nsamples: 1, evaluate: undefined }, lim);
-    return `; no smaller calibration or evaluation setting fits (1 sequence of 2 tokens still needs ${mib(floor.peak)} at its peak, largest buffer ${mib(floor.largest.bytes)}: ${floor.largest.what}): this model does not fit here`;
-  }
-  return `; would fit: ${tries.join(', or ')}`;
+  return hintText(tries, est({ ...s, seqlen: 2, batch: 1, nsamples: 1, evaluate: undefined }));
 }

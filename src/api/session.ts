@@ -18,7 +18,8 @@ import { NoModelError } from './errors';
 import { exportZip } from './export';
 import { modelFingerprint, runPruneJob, type HostModel, type PruneResult, type PruneSettings } from './job';
 import { openStore, readState, type CheckpointSpec } from './jobstore';
-import { estimatePruneMemory, type MemoryEstimate, type MemorySettings } from './memory';
+import { deviceLimits, estimatePruneMemory, type MemoryEstimate, type MemorySettings } from './memory';
+import { estimatePeerMemory, type PeerMemoryEstimate } from './memory-peers';
 import type {
   AdapterSummary, BenchmarkResult, Capabilities, EvaluateOptions, EvaluateResult, GenerateOptions,
   GenerateResult, LoadProgress, MemoryStats, ModelSourceSpec, ModelSummary, ProgressEvent, SparsityEntry,
@@ -238,11 +239,13 @@ export class SurgeonSession {
     return !!c;
   }
 
-  /** Peak GPU memory a prune of the loaded model would need (memory.ts), for the page to show. */
-  async estimate(settings: MemorySettings): Promise<MemoryEstimate> {
+  /** Peak GPU memory a prune of the loaded model would need (memory.ts; SparseGPT and Wanda: memory-peers.ts), for the page to show. */
+  async estimate(settings: MemorySettings): Promise<MemoryEstimate | PeerMemoryEstimate> {
     const m = this.needModel();
     const ctx = await this.context();
-    return estimatePruneMemory(m.ckpt.config, settings, ctx.limits);
+    const { method } = settings;
+    if (method === 'sparsegpt' || method === 'wanda') return estimatePeerMemory(m.ckpt.config, { ...settings, method }, deviceLimits(ctx));
+    return estimatePruneMemory(m.ckpt.config, settings, deviceLimits(ctx));
   }
 
   /** Shots saved in a checkpoint, when it belongs to the loaded model (null: nothing to resume). */

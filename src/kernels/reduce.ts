@@ -19,7 +19,7 @@ const COUNT_FLAT = spec('count_flat', ['read', 'write']);
 
 const WG = 256; // threads per workgroup in reduce.wgsl
 const SUM_TILE = WG * 4; // entries per sum_flat workgroup (ITEMS = 4)
-const COL_TILE = 64; // columns and rows per col_sums workgroup
+export const COL_TILE = 64; // columns and rows per col_sums workgroup
 const SMALL_ROW = 32; // rows up to this length use one thread per row: a 256-thread workgroup would idle ≥ 7/8
 const COUNT_ITEMS = 16; // entries per thread in count_flat: amortises the two atomics per workgroup
 const COUNT_MAX_GROUPS = 8192; // beyond this, threads take more entries (enough workgroups to fill an H200)

@@ -24,6 +24,9 @@ const P = 'model.decoder.';
 // layer's intermediates (fc1 output 4096 × ffn) stay ≈ 50 MB for OPT-125m.
 const DEFAULT_BATCH_TOKENS = 4096;
 
+/** Calibration sequences of T tokens per batch of the layer passes (also read by api/memory-peers.ts). */
+export const peerBatch = (T: number, batchTokens = DEFAULT_BATCH_TOKENS): number => Math.max(1, Math.floor(batchTokens / T));
+
 export interface CalibState {
   /** Hidden states per batch, [B_i·T, d] (owned). */
   hidden: Tensor[];
@@ -42,7 +45,7 @@ export function embedCalibration(ctx: GpuContext, model: OptModel, calib: Int32A
     if (s.length !== T) throw new ShapeError(`peers: calibration sequence ${i} has ${s.length} tokens, sequence 0 has ${T} (all must be equal)`);
     model.checkIds(s, T, `peers: calibration sequence ${i}`);
   });
-  const batch = Math.max(1, Math.floor(batchTokens / T));
+  const batch = peerBatch(T, batchTokens);
   const st: CalibState = { hidden: [], sizes: [], T, N: calib.length * T };
   const w = (n: string) => model.weight(n);
   for (let s0 = 0; s0 < calib.length; s0 += batch) {
