@@ -32,13 +32,15 @@ export async function timeAsync(fn: () => Promise<unknown>, reps: number): Promi
   return (performance.now() - t0) / reps;
 }
 
-export interface TorchCase { kernel: string; shape: number[] }
+/** A torch_kernels.py case; opts: matmul's transA / transB / bias / accumulate. */
+export interface TorchCase { kernel: string; shape: number[]; opts?: Record<string, boolean> }
 
 /** Runs bench/torch_kernels.py on the same cases in this process's machine; returns ms per case (null when unavailable). */
 export function torchTimes(cases: TorchCase[], script = 'bench/torch_kernels.py'): Array<number | null> {
+  if (!cases.length) return [];
   const r = spawnSync('python3', [script], { input: JSON.stringify(cases), encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) {
-    console.error(`torch side failed (${r.status}): ${r.stderr.slice(-2000)}`);
+    console.error(`torch side failed (${r.error?.message ?? `exit ${r.status}`}), no torch columns: ${(r.stderr ?? '').slice(-2000).trim()}`);
     return cases.map(() => null);
   }
   const lines = r.stdout.trim().split('\n');

@@ -1,12 +1,17 @@
 /**
- * Kernel benchmark: matmul, covariance accumulation (gram), Cholesky + inverse, causal attention.
+ * Kernel benchmark: matmul, covariance accumulation (gram), Cholesky + inverse, causal attention, and the
+ * matmuls of opt-mini's K-FAC pass (kfac).
  *   node dist-node/kernels.mjs [--quick] [--torch] [--sweep] [--only attention] [--out bench/out/kernels.json]
  * --quick: small shapes for a CPU/SwiftShader run. --torch: same shapes through PyTorch on this machine
- * (bench/torch_kernels.py) and ratio = torch_ms / ours_ms. --sweep: every matmul tile variant.
- * --only KERNEL[,KERNEL…]: just those groups (matmul, gram, cholinv, attention).
+ * (bench/torch_kernels.py) and ratio = torch_ms / ours_ms. --sweep: every matmul tile variant (matmul, kfac).
+ * --only KERNEL[,KERNEL…]: just those groups (matmul, gram, cholinv, attention, kfac).
+ * kfac: each distinct matmul (M, N, K, transposes, bias, accumulate) that one K-FAC forward+backward of
+ * opt-mini at 16 × 2048 tokens issues (kfacMatmuls), with the model's options and default variant/split-K,
+ * in its own table with the calls per pass and a total row = Σ calls × ms per pass (ours vs torch).
  */
 import { GpuContext } from '../src/gpu/context';
-import { matmul, MATMUL_VARIANTS } from '../src/kernels/matmul';
+import { matmul, planMatmul, MATMUL_VARIANTS } from '../src/kernels/matmul';
+import { defaultChunkRows } from '../src/kernels/xent';
 import { gramAccumulate } from '../src/kernels/gram';
 import { spdInverse } from '../src/kernels/spd';
 import { attention, attentionBackward, type AttentionImpl } from '../src/kernels/attention';
@@ -29,6 +34,48 @@ function randomF32(n: number, seed: number): Float32Array {
 
 interface Row { kernel: string; shape: number[]; ours_ms: number; gflops: number; variant?: string }
 
+interface MatmulCase { transA?: boolean; transB?: boolean; bias?: boolean; accumulate?: boolean }
+
+/** One distinct matmul of the K-FAC pass: what it computes, op(A)·op(B) of M×N×K, and how often per pass. */
+interface KfacMatmul extends MatmulCase { what: string; M: number; N: number; K: number; calls: number }
+
+/**
+ * The matmuls one K-FAC forward+backward issues (src/model/kfac.ts: empirical Fisher, one backward, no
+ * weight gradients; a sampled-label run repeats the backward and head rows per draw) for `rows` = B·T
+ * tokens, hidden d, ffn f, vocab V, L layers. Forward linears: x·Wᵀ + b with W stored [out, in], out_proj
+ * and fc2 accumulating into the residual (forward.ts). LM head: crossEntropy (xent.ts) in row chunks of
+ * `chunk`: logits h·Eᵀ, then dHidden = dlogits·E (K = V, split-K). Backward: dy·W, k/v accumulating
+ * into q's input gradient (backward.ts). Attention, LayerNorm and the gram (A, G) kernels use no matmul.
+ */
+function kfacMatmuls(rows: number, d: number, f: number, V: number, L: number, chunkRows: number): KfacMatmul[] {
+  const chunk = Math.min(chunkRows, rows);
+  const full = Math.floor(rows / chunk), rest = rows - full * chunk;
+  const lin = { transB: true, bias: true };
+  const head = (M: number, calls: number): KfacMatmul[] => [
+    { what: 'head logits', M, N: V, K: d, transB: true, calls },
+    { what: 'head dhidden', M, N: d, K: V, calls },
+  ];
+  return [
+    { what: 'fwd q/k/v', M: rows, N: d, K: d, ...lin, calls: 3 * L },
+    { what: 'fwd out_proj+res', M: rows, N: d, K: d, ...lin, accumulate: true, calls: L },
+    { what: 'fwd fc1', M: rows, N: f, K: d, ...lin, calls: L },
+    { what: 'fwd fc2+res', M: rows, N: d, K: f, ...lin, accumulate: true, calls: L },
+    ...head(chunk, full),
+    ...(rest ? head(rest, 1) : []),
+    { what: 'bwd fc2', M: rows, N: f, K: d, calls: L },
+    { what: 'bwd fc1', M: rows, N: d, K: f, calls: L },
+    { what: 'bwd out_proj/q', M: rows, N: d, K: d, calls: 2 * L },
+    { what: 'bwd k/v (+=)', M: rows, N: d, K: d, accumulate: true, calls: 2 * L },
+  ];
+}
+
+/** 'C+=Aᵀ·B+b'-style label of a case's options. */
+function opLabel(c: MatmulCase): string {
+  return `${c.accumulate ? 'C+=' : ''}${c.transA ? 'Aᵀ' : 'A'}·${c.transB ? 'Bᵀ' : 'B'}${c.bias ? '+b' : ''}`;
+}
+
+const mmReps = (flops: number) => (quick ? 1 : Math.max(3, Math.min(50, Math.round(4e11 / flops))));
+
 async function main() {
   const ctx = await GpuContext.create({ needs: { maxStorageBufferBindingSize: quick ? 128 << 20 : 1 << 30, maxBufferSize: quick ? 256 << 20 : 1 << 30 } });
   const info = ctx.gpu.info;
@@ -43,7 +90,7 @@ async function main() {
     const b = ctx.upload(randomF32(n * n, 2), [n, n]);
     const c = ctx.empty([n, n]);
     for (const variant of variants) {
-      const reps = quick ? 2 : Math.max(3, Math.min(50, Math.round(2e11 / n ** 3)));
+      const reps = quick ? 2 : mmReps(2 * n ** 3);
       const ms = await timeGpu(ctx, () => void matmul(ctx, a, b, { out: c, variant }), reps);
       rows.push({ kernel: 'matmul', shape: [n, n, n], ours_ms: ms, gflops: (2 * n ** 3) / ms / 1e6, variant: variant ?? 'default' });
     }
@@ -98,23 +145,62 @@ async function main() {
     for (const t of [q, k, v, g]) t.dispose();
   }
 
+  // Matmuls of opt-mini's K-FAC pass (hidden 256, ffn 1024, 4 layers, vocab 50272) at 16 windows × 2048
+  // tokens, LM head in crossEntropy's default row chunks for this device (2669 rows with a ≥ 512 MiB binding
+  // limit, as on the H200: 12 chunks + one of 740). --quick: 256 rows in chunks of 192 (one + one of 64).
+  const mini = { d: 256, f: 1024, L: 4, V: 50272 };
+  const kfacTokens = quick ? 256 : 16 * 2048;
+  const kfacChunk = quick ? 192 : defaultChunkRows(ctx, mini.V);
+  const kfac = want('kfac') ? kfacMatmuls(kfacTokens, mini.d, mini.f, mini.V, mini.L, kfacChunk) : [];
+  const kfacRows: Array<{ i: number; ours_ms: number; gflops: number; variant: string; split: string; isDefault: boolean }> = [];
+  for (const [i, c] of kfac.entries()) {
+    const a = ctx.upload(randomF32(c.M * c.K, 21), c.transA ? [c.K, c.M] : [c.M, c.K]);
+    const b = ctx.upload(randomF32(c.K * c.N, 22), c.transB ? [c.N, c.K] : [c.K, c.N]);
+    const bias = c.bias ? ctx.upload(randomF32(c.N, 23), [c.N]) : undefined;
+    const out = ctx.zeros([c.M, c.N]);
+    const flops = 2 * c.M * c.N * c.K;
+    const defaultVariant = planMatmul(ctx, c.M, c.N, c.K, 1).variant.name;
+    for (const variant of arg('sweep') ? MATMUL_VARIANTS.map((v) => v.name) : [defaultVariant]) {
+      const { split } = planMatmul(ctx, c.M, c.N, c.K, 1, { variant });
+      const run = () => void matmul(ctx, a, b, { transA: c.transA, transB: c.transB, bias, out, accumulate: c.accumulate, variant });
+      let ms: number;
+      try {
+        ms = await timeGpu(ctx, run, mmReps(flops));
+      } catch (e) {
+        console.log(`kfac ${c.what} ${variant}: skipped (${(e as Error).message})`);
+        continue;
+      }
+      kfacRows.push({ i, ours_ms: ms, gflops: flops / ms / 1e6, variant, split: split.splits > 1 ? `${split.splits}×${split.kSplit}` : '1', isDefault: variant === defaultVariant });
+    }
+    for (const t of [a, b, bias, out]) t?.dispose();
+  }
+
   let torch: Array<number | null> = rows.map(() => null);
   let torch64: Array<number | null> = [];
   let torchMath: Array<number | null> = [];
+  let kfacTorch: Array<number | null> = kfac.map(() => null);
   const attn = rows.filter((r) => r.kernel.startsWith('attention'));
   if (arg('torch')) {
     // Each distinct (kernel, shape) once: the attention rows repeat theirs per impl.
-    const key = (r: { kernel: string; shape: number[] }) => `${r.kernel}|${r.shape.join(',')}`;
+    const key = (r: TorchCase) => `${r.kernel}|${r.shape.join(',')}`;
     const uniq = [...new Map(rows.map((r) => [key(r), { kernel: r.kernel, shape: r.shape }] as [string, TorchCase])).values()];
-    const ms = torchTimes(uniq);
+    const kfacCases: TorchCase[] = kfac.map((c) => ({
+      kernel: 'matmul', shape: [c.M, c.N, c.K],
+      opts: { transA: !!c.transA, transB: !!c.transB, bias: !!c.bias, accumulate: !!c.accumulate },
+    }));
+    const ms = torchTimes([...uniq, ...kfacCases]);
     const byKey = new Map(uniq.map((c, i) => [key(c), ms[i]]));
     torch = rows.map((r) => byKey.get(key(r)) ?? null);
-    torch64 = torchTimes(rows.filter((r) => r.kernel === 'cholinv').map((r) => ({ kernel: 'cholinv_f64', shape: r.shape })));
-    // SDPA's math backend too (the default backend for fp32 is the memory-efficient kernel, see torch_kernels.py).
-    const mathUniq = [...new Map(attn.map((r) => [key(r), { kernel: `${r.kernel}_math`, shape: r.shape }] as [string, TorchCase])).entries()];
-    const mms = torchTimes(mathUniq.map(([, c]) => c));
-    const mathBy = new Map(mathUniq.map(([k], i) => [k, mms[i]]));
-    torchMath = attn.map((r) => mathBy.get(key(r)) ?? null);
+    kfacTorch = ms.slice(uniq.length);
+    // The other torch runs only when the first one worked (a missing torch fails once, not three times).
+    if (ms.some((t) => t !== null)) {
+      torch64 = torchTimes(rows.filter((r) => r.kernel === 'cholinv').map((r) => ({ kernel: 'cholinv_f64', shape: r.shape })));
+      // SDPA's math backend too (the default backend for fp32 is the memory-efficient kernel, see torch_kernels.py).
+      const mathUniq = [...new Map(attn.map((r) => [key(r), { kernel: `${r.kernel}_math`, shape: r.shape }] as [string, TorchCase])).entries()];
+      const mms = torchTimes(mathUniq.map(([, c]) => c));
+      const mathBy = new Map(mathUniq.map(([k], i) => [k, mms[i]]));
+      torchMath = attn.map((r) => mathBy.get(key(r)) ?? null);
+    }
   }
   let j = 0, a = 0;
   const results = rows.map((r, i) => {
@@ -133,8 +219,53 @@ async function main() {
     return res;
   });
   table(results.map((r) => ({ ...r, shape: (r.shape as number[]).join('×') }) as Record<string, string | number | null>));
-  writeJson(out, { adapter: info, date: new Date().toISOString(), quick, results });
+  const kfacJson = kfac.length ? kfacReport(kfac, kfacRows, kfacTorch, kfacTokens, kfacChunk) : undefined;
+  writeJson(out, { adapter: info, date: new Date().toISOString(), quick, results, ...(kfacJson ? { kfac: kfacJson } : {}) });
   ctx.destroy();
+}
+
+/**
+ * Prints the kfac table (a row per shape and variant, then the total per pass over the default-variant rows
+ * weighted by calls; with --sweep also the fastest variant per shape) and returns its JSON.
+ */
+function kfacReport(
+  cases: KfacMatmul[], timed: Array<{ i: number; ours_ms: number; gflops: number; variant: string; split: string; isDefault: boolean }>,
+  torchMs: Array<number | null>, tokens: number, chunk: number,
+) {
+  const rows = timed.map((r) => {
+    const c = cases[r.i];
+    const t = torchMs[r.i];
+    return {
+      what: c.what, shape: `${c.M}×${c.N}×${c.K}`, op: opLabel(c), calls: c.calls, ours_ms: r.ours_ms, gflops: r.gflops,
+      variant: r.variant, split: r.split, torch_ms: t, ratio: t ? t / r.ours_ms : null, default: r.isDefault,
+    };
+  });
+  const def = rows.filter((r) => r.default);
+  const perPass = (ms: (r: (typeof rows)[number]) => number) => def.reduce((s, r) => s + r.calls * ms(r), 0);
+  const oursPass = perPass((r) => r.ours_ms);
+  const torchPass = def.length && def.every((r) => r.torch_ms !== null) ? perPass((r) => r.torch_ms as number) : null;
+  const flopsPass = cases.reduce((s, c) => s + c.calls * 2 * c.M * c.N * c.K, 0);
+  const total = {
+    what: 'total per pass', shape: '', op: '', calls: def.reduce((s, r) => s + r.calls, 0), ours_ms: oursPass,
+    gflops: flopsPass / oursPass / 1e6, variant: '', split: '', torch_ms: torchPass, ratio: torchPass ? torchPass / oursPass : null,
+  };
+  console.log(`kfac: the matmuls of one opt-mini K-FAC forward+backward, ${tokens} rows, LM head in chunks of ${chunk} rows`);
+  // calls as text: the table prints numbers to 4 significant digits.
+  table([...rows.map(({ default: _, ...r }) => r), total].map((r) => ({ ...r, calls: String(r.calls) })));
+  let best: Array<Record<string, string | number | null>> | undefined;
+  if (rows.length > def.length) {
+    best = cases.flatMap((c, i) => {
+      const mine = rows.filter((_, j) => timed[j].i === i);
+      if (!mine.length) return [];
+      const d = mine.find((r) => r.default);
+      const b = mine.reduce((x, y) => (y.ours_ms < x.ours_ms ? y : x));
+      return [{ what: c.what, shape: `${c.M}×${c.N}×${c.K}`, calls: c.calls, default: d?.variant ?? null, default_ms: d?.ours_ms ?? null, best: b.variant, best_ms: b.ours_ms, best_split: b.split, speedup: d ? d.ours_ms / b.ours_ms : null }];
+    });
+    const bestPass = best.reduce((s, r) => s + (r.calls as number) * (r.best_ms as number), 0);
+    console.log(`kfac --sweep: fastest variant per shape (default split-K for each); per pass ${bestPass.toFixed(2)} ms with the fastest vs ${oursPass.toFixed(2)} ms default`);
+    table(best.map((r) => ({ ...r, calls: String(r.calls) })));
+  }
+  return { model: 'opt-mini', tokens, chunk_rows: chunk, rows, total, ...(best ? { best } : {}) };
 }
 
 main().catch((e) => {

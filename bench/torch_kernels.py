@@ -1,5 +1,9 @@
 """Times the benchmark cases with PyTorch on CUDA (cuBLAS / cuSOLVER, TF32 off) for side-by-side ratios.
-Reads a JSON list of {kernel, shape} on stdin, prints one JSON line {ms: [...], info: {...}}.
+Reads a JSON list of {kernel, shape[, opts]} on stdin, prints one JSON line {ms: [...], info: {...}}.
+Matmul (shape [M, N, K], opts transA / transB / bias / accumulate as in our matmul): operands stored as
+ours ([K, M] / [N, K] when transposed) and passed as transposed views, which cuBLAS takes without a copy;
+into a preallocated C: torch.mm, torch.addmm(bias, ...) (bias in cuBLASLt's epilogue where torch uses it),
+C.addmm_ for accumulate, C.addmm_ then C.add_(bias) for both (F.linear + residual add costs the same).
 Attention (shape [B, T, H, hd], fp32, causal): torch.nn.functional.scaled_dot_product_attention with
 is_causal=True on q, k, v laid out as ours ([B, T, H, hd] storage, viewed as [B, H, T, hd]); backward via
 autograd (torch.autograd.grad, so no .grad accumulation). 'attention_fwd' / 'attention_fwdbwd' use
@@ -7,8 +11,14 @@ SDPA's default backend choice (flash needs fp16/bf16, so for fp32 on CUDA this s
 memory-efficient kernel; info.sdpa_fp32_backend records the first backend that accepts the call),
 '..._math' forces the math backend (materialises the T×T scores)."""
 import contextlib, json, sys
-import torch
-import torch.nn.functional as F
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:
+    sys.exit(f'torch_kernels.py: PyTorch is not importable here ({e}); install torch with CUDA for the torch columns')
+if not torch.cuda.is_available():
+    sys.exit(f'torch_kernels.py: torch {torch.__version__} sees no CUDA device; the torch columns need one')
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
@@ -25,12 +35,23 @@ def timed(fn, reps):
     return s.elapsed_time(e) / reps
 
 
-def case_ms(kernel, shape):
+def case_ms(kernel, shape, opts):
     g = torch.Generator(device=dev).manual_seed(0)
     if kernel == 'matmul':
         m, n, k = shape
-        a = torch.randn(m, k, device=dev, generator=g); b = torch.randn(k, n, device=dev, generator=g)
-        return timed(lambda: a @ b, 20)
+        ta, tb, acc = opts.get('transA'), opts.get('transB'), opts.get('accumulate')
+        a = torch.randn(*((k, m) if ta else (m, k)), device=dev, generator=g)
+        b = torch.randn(*((n, k) if tb else (k, n)), device=dev, generator=g)
+        A, B = (a.T if ta else a), (b.T if tb else b)
+        bias = torch.randn(n, device=dev, generator=g) if opts.get('bias') else None
+        c = torch.zeros(m, n, device=dev)
+        if acc:
+            fn = (lambda: c.addmm_(A, B)) if bias is None else (lambda: c.addmm_(A, B).add_(bias))
+        elif bias is not None:
+            fn = lambda: torch.addmm(bias, A, B, out=c)
+        else:
+            fn = lambda: torch.mm(A, B, out=c)
+        return timed(fn, 20)
     if kernel == 'gram':
         d, t = shape
         x = torch.randn(t, d, device=dev, generator=g)
@@ -90,7 +111,7 @@ def sdpa_backends():
 
 
 cases = json.load(sys.stdin)
-ms = [case_ms(c['kernel'], c['shape']) for c in cases]
+ms = [case_ms(c['kernel'], c['shape'], c.get('opts', {})) for c in cases]
 info = {'torch': torch.__version__, 'gpu': torch.cuda.get_device_name(0), 'tf32': False}
 if any(c['kernel'].startswith('attention_') for c in cases):
     info['sdpa_fp32_backend'] = sdpa_backends()

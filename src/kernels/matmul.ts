@@ -144,6 +144,27 @@ function variantByName(name: string): MatmulVariant {
   return v;
 }
 
+export interface MatmulPlan {
+  variant: MatmulVariant;
+  /** Output tile rows and columns of the variant. */
+  tm: number;
+  tn: number;
+  split: { splits: number; kSplit: number };
+}
+
+/** The tile variant and K split matmul() uses for an M×N×K product over `batch` (≥ 1) on this device. */
+export function planMatmul(
+  ctx: GpuContext, M: number, N: number, K: number, batch: number, opts: Pick<MatmulOptions, 'variant' | 'splitK'> = {},
+): MatmulPlan {
+  const v = opts.variant ? variantByName(opts.variant) : pickMatmulVariant(M, N, batch, isCpuAdapter(ctx));
+  const tm = (v.reg ? 4 * (v.rm ?? 1) : 8) * v.wy; // output tile rows
+  const tn = (v.reg ? 4 * (v.rn ?? 1) : 8) * v.wx; // output tile cols
+  const lim = ctx.limits;
+  const split = planSplitK(M, N, K, batch, Math.ceil(N / tn) * Math.ceil(M / tm) * batch,
+    Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize), opts.splitK);
+  return { variant: v, tm, tn, split };
+}
+
 function dims(name: string, t: Tensor): { batch: number; r: number; c: number } {
   const s = t.shape;
   if (s.length !== 2 && s.length !== 3) throw new ShapeError(`matmul: ${name} must be 2-D or 3-D, got [${s}]`);
@@ -177,12 +198,8 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
   if (opts.splitK !== undefined && !(Number.isInteger(opts.splitK) && opts.splitK >= 1 && opts.splitK <= SPLIT_MAX)) {
     throw new ShapeError(`matmul: splitK=${opts.splitK} must be an integer in [1, ${SPLIT_MAX}]`);
   }
-  const v = opts.variant ? variantByName(opts.variant) : pickMatmulVariant(M, N, nb, isCpuAdapter(ctx));
-  const tm = (v.reg ? 4 * (v.rm ?? 1) : 8) * v.wy; // output tile rows
-  const tn = (v.reg ? 4 * (v.rn ?? 1) : 8) * v.wx; // output tile cols
+  const { variant: v, tm, tn, split } = planMatmul(ctx, M, N, K, nb, opts);
   const lim = ctx.limits;
-  const split = planSplitK(M, N, K, nb, Math.ceil(N / tn) * Math.ceil(M / tm) * nb,
-    Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize), opts.splitK);
   const grid: [number, number, number] = [Math.ceil(N / tn), Math.ceil(M / tm), nb * split.splits];
   if (grid.some((g) => g > lim.maxComputeWorkgroupsPerDimension)) throw new ShapeError(`matmul: grid [${grid}] for [${outShape}] exceeds the workgroup grid limit`);
   const smem = v.reg ? 0 : (8 * v.wx + 8 * v.wy) * v.bk * 4 * (v.db ? 2 : 1);
