@@ -5,9 +5,11 @@
  * reported pruned perplexity is the one of the weights as exported (float32 and float16); 2:4 runs are
  * exactly 2:4; a --force'd folder loses its stale weights only. Methods: surgeon rows-cols, K-OBD and
  * Wanda 2:4, SparseGPT element. Tiny settings: 4 × 64 calibration tokens, 2 windows of 128 eval tokens.
+ * Memory: every run logs its estimated peak and stays within it (report.json memory); a job that cannot
+ * fit the device's limits exits 1 with the LimitExceededError before the model is uploaded.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -22,7 +24,8 @@ const MODEL = '/work/shared/models/opt-micro';
 const CALIB = '/work/shared/data/wikitext-2-raw/wiki.valid.near_raw';
 const IDS = '/work/shared/data/wikitext-2-raw/wiki.test.opt-ids.json';
 const tmp = mkdtempSync(join(tmpdir(), 'llms-cli-prune-'));
-const SMALL = ['--nsamples', '4', '--seqlen', '64', '--eval', IDS, '--eval-windows', '2', '--eval-seqlen', '128', '--quiet'];
+const EVAL = ['--eval', IDS, '--eval-windows', '2', '--eval-seqlen', '128', '--quiet'];
+const SMALL = ['--nsamples', '4', '--seqlen', '64', ...EVAL];
 
 const hashes = (dir: string) => Object.fromEntries(readdirSync(dir).sort().map((f) => [f, createHash('sha256').update(readFileSync(join(dir, f))).digest('hex')]));
 
@@ -33,16 +36,17 @@ interface Report {
   perplexity: { dense: number; pruned: number; seqlen: number; windows: number };
   export: { dtype: string };
   options: { batch?: number | null };
+  memory: { estimatedPeakBytes: number; measuredPeakBytes: number };
 }
 
-async function prune(ctx: GpuContext, out: string, argv: string[]): Promise<{ code: number; err: string; report?: Report; ckpt?: LoadedCheckpoint }> {
+async function prune(ctx: GpuContext, out: string, argv: string[], base = SMALL): Promise<{ code: number; err: string; report?: Report; ckpt?: LoadedCheckpoint }> {
   const err: string[] = [];
   const se = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => (err.push(String(s)), true));
   const so = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
   let code: number;
   try {
     // the file's one context: SwiftShader compiles every pipeline once instead of once per run
-    code = await pruneCommand(['--model', MODEL, '--calib', CALIB, '--out', out, ...SMALL, ...argv], { ctx });
+    code = await pruneCommand(['--model', MODEL, '--calib', CALIB, '--out', out, ...base, ...argv], { ctx });
   } finally {
     se.mockRestore();
     so.mockRestore();
@@ -89,6 +93,14 @@ async function common(ctx: GpuContext, rep: Report, ckpt: LoadedCheckpoint, out:
   // Same weights, same kernels, same windows: only run-to-run reduction order could differ.
   expect(Math.abs(ppl - rep.perplexity.pruned)).toBeLessThan(1e-6 * ppl);
   expect(Number.isFinite(rep.perplexity.dense) && rep.perplexity.pruned < 2 * rep.perplexity.dense).toBe(true);
+  // the estimate checked before the upload bounds what the run took from the pool
+  expect(rep.memory.measuredPeakBytes).toBeGreaterThan(0);
+  expect(rep.memory.measuredPeakBytes).toBeLessThanOrEqual(rep.memory.estimatedPeakBytes);
+}
+
+/** The same device with a smaller maxStorageBufferBindingSize, as the memory check reads it. */
+function withBindingLimit(ctx: GpuContext, bytes: number): GpuContext {
+  return Object.create(ctx, { limits: { value: { maxStorageBufferBindingSize: bytes, maxBufferSize: ctx.limits.maxBufferSize } } }) as GpuContext;
 }
 
 describe('llm-surgeon prune on opt-micro', () => {
@@ -130,8 +142,11 @@ describe('llm-surgeon prune on opt-micro', () => {
   for (const method of ['kobd', 'wanda']) {
     it(`2:4 ${method}: 2 zeros or more in every group of 4 inputs`, async () => {
       const out = join(tmp, `two-four-${method}`);
-      const { code, err, report: rep, ckpt } = await prune(ctx, out, ['--structure', '2:4', '--method', method, ...(method === 'kobd' ? ['--shots', '1'] : [])]);
+      const { code, err, report: rep, ckpt } = await prune(ctx, out, ['--structure', '2:4', '--method', method, ...(method === 'kobd' ? ['--shots', '1'] : [])], SMALL.filter((f) => f !== '--quiet'));
       expect(code, err).toBe(0);
+      // logged before the upload, the same estimate as report.json's
+      expect(err).toContain(`estimated peak GPU memory ${(rep!.memory.estimatedPeakBytes / 2 ** 20).toFixed(1)} MiB (weights `);
+      expect(err.indexOf('estimated peak GPU memory')).toBeLessThan(err.indexOf('pruning: '));
       await common(ctx, rep!, ckpt!, out);
       for (const L of rep!.layers) {
         const w = ckpt!.tensors.get(`${L.name}.weight`)!;
@@ -162,4 +177,31 @@ describe('llm-surgeon prune on opt-micro', () => {
     expect(rep!.achievedSparsity).toBeLessThan(0.3 + 0.005);
     expect(hashes(MODEL)).toEqual(before);
   });
+
+  // Refused from the estimate, before OptModel.fromCheckpoint: K-OBD with 16 windows of 2048 tokens per
+  // K-FAC batch (32 MiB of fc1 activations; 8 windows fit in 16 MiB); Wanda on a device whose binding
+  // cannot hold the 12.3 MiB token embedding (no setting fits).
+  for (const [method, bind, argv, what] of [
+    ['kobd', 16 << 20, ['--shots', '1', '--nsamples', '16', '--seqlen', '2048', '--batch', '16'],
+      /activations \(16 × 2048 tokens × ffn 256\) does not fit in one storage binding on this GPU; would fit: a calibration batch of 8 sequences/],
+    ['wanda', 8 << 20, ['--nsamples', '4', '--seqlen', '64'], /weight model\.decoder\.embed_tokens\.weight does not fit .*: this model does not fit here/],
+  ] as const) {
+    it(`${method} over a ${bind >> 20} MiB maxStorageBufferBindingSize: exit 1 naming the limit and what fits, nothing uploaded`, async () => {
+      const out = join(tmp, `too-big-${method}`);
+      const inUse = ctx.pool.bytesInUse;
+      const upload = vi.spyOn(OptModel, 'fromCheckpoint');
+      let r: Awaited<ReturnType<typeof prune>>;
+      try {
+        r = await prune(withBindingLimit(ctx, bind), out, ['--structure', '2:4', '--method', method, ...argv], EVAL);
+      } finally {
+        upload.mockRestore();
+      }
+      expect(r.code, r.err).toBe(1);
+      expect(r.err).toMatch(new RegExp(`^llm-surgeon prune: LimitExceededError: GPU limit maxStorageBufferBindingSize is ${bind}, but \\d+ is needed: `));
+      expect(r.err).toMatch(what);
+      expect(upload).not.toHaveBeenCalled();
+      expect(ctx.pool.bytesInUse).toBe(inUse);
+      expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
+    });
+  }
 });

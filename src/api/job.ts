@@ -11,14 +11,14 @@ import type { LoadedCheckpoint } from '../io/checkpoint';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
 import { calibrationWindows, evaluationWindows } from '../io/wikitext';
 import { perplexity } from '../model/eval';
-import { defaultKfacBatch } from '../model/kfac';
-import { OptModel } from '../model/opt';
+import { OptModel, prunableLayersOf } from '../model/opt';
 import { PruneConfigError, resolveOptions, type PruneOptions, type PruneProgress, type PruneReport } from '../surgeon/options';
 import { sparsegptPrune, wandaPrune } from '../surgeon/peers/index';
 import { pruneModel } from '../surgeon/prune';
 import { CheckpointMismatchError, Hasher, loadShotWeights, openStore, readState, saveShot, saveState, stableJson, type CheckpointSpec, type JobState, type Store } from './jobstore';
-import { checkPruneMemory, deviceLimits, type MemoryEstimate } from './memory';
-import { checkPeerMemory, type PeerMemoryEstimate } from './memory-peers';
+import { checkJobMemory, kfacBatchOf } from './job-memory';
+import { deviceLimits, type MemoryEstimate } from './memory';
+import type { PeerMemoryEstimate } from './memory-peers';
 import type { ProgressEvent } from './types';
 
 /** A model on the host: canonical tensor names → f32 arrays, config, tokenizer (what loadModel returns). */
@@ -134,14 +134,13 @@ export async function runPruneJob(
     evalSpec = { ids, seqlen: eSeq, windows };
   }
   if (method === 'sparsegpt' || method === 'wanda') return runPeerJob(ctx, host, opts, method, calib, seqlen, evalSpec, emit);
-  const layers = OptModel.prototype.prunableLayers.call({ config: cfg } as OptModel);
+  const layers = prunableLayersOf(cfg);
   const resolved = resolveOptions({ ...opts, evaluate: evalSpec, seed } as PruneOptions, layers, calib);
   const surgeonOpts = opts as PruneJobOptions & { method?: PruneOptions['method'] };
-  const batch = Math.max(1, Math.min(calib.length || 1, cal.batch ?? defaultKfacBatch(seqlen)));
-  const estimate = checkPruneMemory(cfg, {
-    nsamples: Math.max(1, calib.length), seqlen, batch, method, structure: opts.structure, maxChunk: resolved.independent ? 1 : resolved.maxChunk,
+  const batch = kfacBatchOf(calib.length, seqlen, cal.batch);
+  const estimate = checkJobMemory(cfg, {
+    method, structure: opts.structure, windows: calib.length, seqlen, batch, resolved,
     evaluate: evalSpec && { seqlen: evalSpec.seqlen, windows: evalSpec.windows! },
-    lora: resolved.lora && { rank: resolved.lora.rank, targets: resolved.lora.targets, batch: resolved.lora.batch, fraction: resolved.lora.fraction },
   }, deviceLimits(ctx), opts.memoryBudget, ctx.pool.bytesInUse);
 
   // ---- checkpoint: resume or start ----
@@ -240,8 +239,8 @@ async function runPeerJob(
   if (opts.checkpoint) throw new PruneConfigError(`${method} runs in one pass; checkpoints apply to the multi-shot methods`);
   if (opts.lora) throw new PruneConfigError(`${method} runs in one pass; lora corrections run between the shots of the multi-shot methods`);
   const cal = opts.calibration ?? {};
-  const estimate = checkPeerMemory(host.config, {
-    method, nsamples: Math.max(1, calib.length), seqlen, structure: opts.structure,
+  const estimate = checkJobMemory(host.config, {
+    method, windows: calib.length, seqlen, structure: opts.structure,
     evaluate: evalSpec && { seqlen: evalSpec.seqlen, windows: evalSpec.windows! },
   }, deviceLimits(ctx), opts.memoryBudget, ctx.pool.bytesInUse);
   emit({ phase: 'upload', fraction: 0 }, true);

@@ -2,13 +2,20 @@
  * The pruning step of `llm-surgeon prune`, for either family of methods:
  * - surgeon / kobd / lobd / magnitude → pruneModel (multi-shot, one global threshold; ALGORITHM.md §2–§7),
  * - sparsegpt / wanda → the sequential peers (src/surgeon/peers, ALGORITHM.md §9).
- * planPrune() validates the options against the loaded model (a UsageError naming the problem, before any
- * GPU work) and returns what report.json records about them, plus a run() that prunes in place.
+ * planPrune() validates the options against the model's config (a UsageError naming the problem), picks
+ * the K-FAC batch when --batch is absent, and checks the job's estimated peak GPU memory against the
+ * device's limits (api/job-memory.ts, the check runPruneJob does: LimitExceededError naming the limit and
+ * what would fit) — all before the model is uploaded. It returns what report.json records about the
+ * options, the estimate, and a run() that prunes the uploaded model in place.
  */
 
+import { checkJobMemory, jobMemorySettings, type JobMemory } from '../api/job-memory';
+import { autoKfacBatch, type DeviceLimits, type MemoryEstimate } from '../api/memory';
+import type { PeerMemoryEstimate } from '../api/memory-peers';
 import type { GpuContext } from '../gpu/context';
 import { ShapeError } from '../gpu/errors';
-import type { OptModel } from '../model/opt';
+import type { OptConfig } from '../io/config';
+import { prunableLayersOf, type OptModel } from '../model/opt';
 import { PruneConfigError, resolveOptions, type PruneOptions, type PruneReport } from '../surgeon/options';
 import { sparsegptPrune, wandaPrune, resolvePeer, type PeerOptions } from '../surgeon/peers/index';
 import { pruneModel } from '../surgeon/prune';
@@ -31,8 +38,15 @@ export interface PrunePlan {
   nm?: { n: number; m: number };
   /** Resolved options (defaults filled in) for report.json. */
   options: Record<string, unknown>;
+  /** K-FAC batch chosen for a run without --batch (autoKfacBatch), undefined otherwise. */
+  autoBatch?: number;
+  /** Estimated peak GPU memory of the run (the weights included). */
+  memory: MemoryEstimate | PeerMemoryEstimate;
   run(ctx: GpuContext, model: OptModel): Promise<PruneOutcome>;
 }
+
+// Estimated peak GPU memory up to which the CLI raises the K-FAC batch on its own (--batch overrides).
+export const AUTO_BATCH_BUDGET = 4 * 2 ** 30;
 
 /** Options that do not fit the model (PruneConfigError, ShapeError) become UsageErrors. */
 function asUsage<T>(f: () => T): T {
@@ -45,15 +59,21 @@ function asUsage<T>(f: () => T): T {
 }
 
 export function planPrune(
-  a: PruneArgs, model: OptModel, calib: Int32Array[], evaluate: PruneOptions['evaluate'],
-  progress: (p: ProgressLine) => void, signal: AbortSignal,
+  a: PruneArgs, cfg: OptConfig, calib: Int32Array[], seqlen: number, evaluate: PruneOptions['evaluate'],
+  progress: (p: ProgressLine) => void, signal: AbortSignal, lim: DeviceLimits,
 ): PrunePlan {
+  const layers = prunableLayersOf(cfg);
+  const job: JobMemory = {
+    method: a.method, structure: a.structure, windows: calib.length, seqlen,
+    evaluate: evaluate && { seqlen: evaluate.seqlen, windows: evaluate.windows! },
+  };
   if (a.method === 'sparsegpt' || a.method === 'wanda') {
     const method = a.method;
     const po: PeerOptions = {
       structure: a.structure as PeerOptions['structure'], sparsity: a.sparsity, blocksize: a.blocksize, percdamp: a.dampingA, signal,
     };
-    const r = asUsage(() => resolvePeer(model, po, method));
+    const r = asUsage(() => resolvePeer({ prunableLayers: () => layers }, po, method));
+    const memory = checkJobMemory(cfg, job, lim);
     const t0 = performance.now();
     po.onProgress = (p) => {
       const f = (p.layer + p.fraction) / p.layers, el = (performance.now() - t0) / 1000;
@@ -66,6 +86,7 @@ export function planPrune(
       summary: `${method} ${a.structure} to ${r.sparsity} per layer (sequential)`,
       nm: r.nm ?? undefined,
       options,
+      memory,
       async run(ctx, m) {
         const rep = await (method === 'sparsegpt' ? sparsegptPrune : wandaPrune)(ctx, m, calib, po);
         return { achievedSparsity: rep.achievedSparsity, layers: rep.layers, weightSparsity: rep.weightSparsity, seconds: rep.seconds };
@@ -81,7 +102,14 @@ export function planPrune(
     onProgress: (p) => progress({ ...p, etaSeconds: undefined }),
     evaluate: a.evalEveryShot ? evaluate : undefined,
   };
-  const r = asUsage(() => resolveOptions(opts, model.prunableLayers(), calib));
+  const r = asUsage(() => resolveOptions(opts, layers, calib));
+  job.resolved = r;
+  let batch = a.batch, autoBatch: number | undefined;
+  if (batch === undefined && calib.length > 0 && a.method !== 'magnitude') {
+    // Fill a large GPU (more windows per K-FAC forward/backward) while the estimated peak stays small.
+    batch = autoBatch = autoKfacBatch(cfg, jobMemorySettings(job), lim, AUTO_BATCH_BUDGET);
+  }
+  const memory = checkJobMemory(cfg, { ...job, batch }, lim);
   return {
     summary: `${r.method} ${a.structure} to ${a.sparsity} in ${r.shots} shot(s)`,
     nm: r.nm,
@@ -89,10 +117,12 @@ export function planPrune(
       structure: a.structure, sparsity: a.sparsity, method: r.method, shots: r.shots,
       lambdaG: r.lambdaG, lambdaA: r.lambdaA, fisherSamples: a.fisherSamples ?? 0, seed: a.seed,
       maxCorrelate: a.maxCorrelate ?? null, maxChunk: r.maxChunk, independentUpdates: r.independent,
-      lora: r.lora ?? null, batch: a.batch ?? null,
+      lora: r.lora ?? null, batch: batch ?? null,
     },
+    autoBatch,
+    memory,
     async run(ctx, m) {
-      const rep = await pruneModel(ctx, m, calib, { ...opts, batch: a.batch });
+      const rep = await pruneModel(ctx, m, calib, { ...opts, batch });
       return { achievedSparsity: rep.achievedSparsity, layers: rep.layers, shots: rep.shots, seconds: rep.seconds };
     },
   };

@@ -3,9 +3,11 @@
  * Hugging Face folder (config.json, model.safetensors, tokenizer files) plus report.json.
  *
  * Flow: check arguments and --out (nothing is loaded before the command line is valid) → load the
- * checkpoint (read only) → tokenise --calib, draw the seeded calibration windows → upload → validate the
- * prune options against the model → dense perplexity (--eval) → prune → read back, round to --dtype, count
- * zeros on the values as exported → perplexity of the exported values → write folder + report.json.
+ * checkpoint (read only) → tokenise --calib, draw the seeded calibration windows → validate the prune
+ * options against the model's config, pick the K-FAC batch, check the estimated peak GPU memory against
+ * the device's limits (LimitExceededError, exit 1, before any upload) → upload → dense perplexity (--eval)
+ * → prune → read back, round to --dtype, count zeros on the values as exported → perplexity of the
+ * exported values → write folder + report.json.
  * Exit codes: 0 ok, 1 runtime error (class and message on stderr), 2 bad arguments, 130 interrupted.
  */
 
@@ -19,11 +21,11 @@ import { loadTokenizer } from '../io/tokenizer';
 import { calibrationWindows } from '../io/wikitext';
 import { perplexity } from '../model/eval';
 import { OptModel } from '../model/opt';
-import { autoKfacBatch } from '../api/memory';
+import { deviceLimits, mib } from '../api/memory';
 import { PruneAbortedError, PruneConfigError } from '../surgeon/options';
 import { describeError, readIds, UsageError } from './args';
 import { parsePruneArgs, prepareOut, PRUNE_USAGE, type PruneArgs } from './prune-args';
-import { planPrune } from './prune-plan';
+import { AUTO_BATCH_BUDGET, planPrune } from './prune-plan';
 import { allocation, countLayerZeros, makeLog } from './prune-report';
 
 const now = () => performance.now();
@@ -67,9 +69,6 @@ export async function pruneCommand(argv: string[], env: { ctx?: GpuContext } = {
     (ctx as GpuContext | undefined)?.destroy();
   }
 }
-
-// Estimated peak GPU memory up to which the CLI raises the K-FAC batch on its own (--batch overrides).
-const AUTO_BATCH_BUDGET = 4 * 2 ** 30;
 
 async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefined, owned: (ctx: GpuContext) => void): Promise<number> {
   const start = now();
@@ -128,15 +127,16 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   }
   const info = ctx.gpu.info;
   log(`GPU ${info.vendor} ${info.device || info.description}${info.isFallbackAdapter ? ' (fallback adapter)' : ''}`);
+  // Options, K-FAC batch and the estimated peak checked before the model is uploaded (LimitExceededError: exit 1).
+  const prune = planPrune(a, cfg, calib, seqlen, evalIds ? { ids: evalIds, seqlen: evalSeqlen, windows: evalWindows } : undefined, progress, signal, deviceLimits(ctx));
+  if (prune.autoBatch !== undefined) {
+    log(`K-FAC batch: ${prune.autoBatch} window(s) per forward/backward (the most ≤ 16 within ${AUTO_BATCH_BUDGET / 2 ** 30} GiB or the job's own estimated peak; --batch to set)`);
+  }
+  log(`estimated peak GPU memory ${mib(prune.memory.peak)} (weights ${mib(prune.memory.weights)}; largest buffer ${mib(prune.memory.largest.bytes)}: ${prune.memory.largest.what})`);
+  const inUse = ctx.pool.bytesInUse;
+  ctx.pool.peakBytesInUse = inUse;
   const model = await OptModel.fromCheckpoint(ctx, ckpt);
   const layers = model.prunableLayers();
-  if (a.batch === undefined && calib.length > 0 && !['sparsegpt', 'wanda', 'magnitude'].includes(a.method)) {
-    // Fill a large GPU (more windows per K-FAC forward/backward) while the estimated peak stays small.
-    const settings = { nsamples: calib.length, seqlen, method: a.method, structure: a.structure, maxChunk: a.maxChunk, lora: a.lora && { rank: a.lora.rank, targets: a.lora.targets } };
-    a = { ...a, batch: autoKfacBatch(cfg, settings, ctx.limits, AUTO_BATCH_BUDGET) };
-    log(`K-FAC batch: ${a.batch} window(s) per forward/backward (the most ≤ 16 within ${AUTO_BATCH_BUDGET / 2 ** 30} GiB or the job's own estimated peak; --batch to set)`);
-  }
-  const prune = planPrune(a, model, calib, evalIds ? { ids: evalIds, seqlen: evalSeqlen, windows: evalWindows } : undefined, progress, signal);
   lap('upload');
 
   let dense: number | undefined;
@@ -173,6 +173,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
     lap('evalPruned');
   }
   model.dispose();
+  const measuredPeak = ctx.pool.peakBytesInUse - inUse;
   signal.throwIfAborted();
 
   const extraFiles = await tokenizerFiles(a.model);
@@ -203,6 +204,8 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
       file: a.eval, seqlen: evalSeqlen, windows: evalWindows, dense, pruned,
       note: `dense: source weights; pruned: the weights as exported (${dtype})${a.evalEveryShot ? '; per-shot values in shots[] use the float32 GPU weights' : ''}`,
     } : null,
+    // GPU pool bytes of this run (weights included; what was in use before the upload excluded)
+    memory: { estimatedPeakBytes: prune.memory.peak, measuredPeakBytes: measuredPeak },
     seconds: { ...sec, phases: rep.seconds },
     export: { dir: a.out, dtype, files: Object.fromEntries(Object.entries(folder.files).map(([k, v]) => [k, v.length])) },
   };

@@ -91,18 +91,7 @@ export class OptModel {
   }
 
   prunableLayers(): PrunableLayer[] {
-    const { numLayers, hiddenSize: d, ffnDim } = this.config;
-    const out: PrunableLayer[] = [];
-    for (let l = 0; l < numLayers; l++) {
-      for (const s of PRUNABLE_SUFFIXES) {
-        const name = `${P}layers.${l}.${s}`;
-        const R = s === 'fc1' ? ffnDim : d;
-        const C = s === 'fc2' ? ffnDim : d;
-        const inputKey = s.startsWith('self_attn.') && s !== 'self_attn.out_proj' ? `${P}layers.${l}.self_attn.q_proj` : name;
-        out.push({ name, R, C, inputKey, layer: l });
-      }
-    }
-    return out;
+    return prunableLayersOf(this.config);
   }
 
   /** Read every weight back to the host (new arrays, canonical names). */
@@ -149,3 +138,19 @@ export class OptModel {
 }
 
 export { OPT_POSITION_OFFSET };
+
+/** The prunable linears of a model with this config (what OptModel.prunableLayers returns), without a GPU copy. */
+export function prunableLayersOf(config: OptConfig): PrunableLayer[] {
+  const { numLayers, hiddenSize: d, ffnDim } = config;
+  const out: PrunableLayer[] = [];
+  for (let l = 0; l < numLayers; l++) {
+    for (const s of PRUNABLE_SUFFIXES) {
+      const name = `${P}layers.${l}.${s}`;
+      const R = s === 'fc1' ? ffnDim : d;
+      const C = s === 'fc2' ? ffnDim : d;
+      const inputKey = s.startsWith('self_attn.') && s !== 'self_attn.out_proj' ? `${P}layers.${l}.self_attn.q_proj` : name;
+      out.push({ name, R, C, inputKey, layer: l });
+    }
+  }
+  return out;
+}

@@ -58,7 +58,7 @@ export interface PeerReport {
 export interface ResolvedPeer { nm: { n: number; m: number } | null; sparsity: number; blocksize: number; percdamp: number }
 
 /** Validate the options against the model (named PruneConfigError before any GPU work). */
-export function resolvePeer(model: OptModel, o: PeerOptions, method: string): ResolvedPeer {
+export function resolvePeer(model: Pick<OptModel, 'prunableLayers'>, o: PeerOptions, method: string): ResolvedPeer {
   let nm: ResolvedPeer['nm'] = null;
   if (o.structure !== 'element') {
     const mm = /^(\d+):(\d+)$/.exec(String(o.structure));

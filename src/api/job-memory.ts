@@ -1,0 +1,50 @@
+/**
+ * The memory check of a prune job, shared by runPruneJob (job.ts) and `llm-surgeon prune`
+ * (cli/prune-plan.ts): the settings the run will use → the estimate of memory.ts (surgeon, kobd, lobd,
+ * magnitude) or memory-peers.ts (sparsegpt, wanda), and their early refusal (LimitExceededError naming the
+ * limit and what would fit), before any GPU work.
+ */
+
+import type { OptConfig } from '../io/config';
+import { defaultKfacBatch } from '../model/kfac';
+import type { Resolved } from '../surgeon/options';
+import { checkPruneMemory, type DeviceLimits, type MemoryEstimate, type MemorySettings } from './memory';
+import { checkPeerMemory, type PeerMemoryEstimate, type PeerMethod } from './memory-peers';
+
+export interface JobMemory {
+  method: string;
+  structure?: string;
+  /** Calibration windows drawn (0: magnitude without calibration) and tokens per window. */
+  windows: number;
+  seqlen: number;
+  /** K-FAC windows per forward/backward as asked (default ⌊4096 / seqlen⌋; kfacBatchOf). */
+  batch?: number;
+  /** The surgeon family's resolved options (surgeon/options.ts resolveOptions); absent for the peers. */
+  resolved?: Pick<Resolved, 'independent' | 'maxChunk' | 'lora'>;
+  /** The job's perplexity runs (dense, per shot, pruned): window length and windows. */
+  evaluate?: { seqlen: number; windows: number };
+}
+
+export const isPeerMethod = (m: string): m is PeerMethod => m === 'sparsegpt' || m === 'wanda';
+
+/** The K-FAC batch a run uses: the asked one (default ⌊4096 / seqlen⌋), clamped to 1…windows. */
+export function kfacBatchOf(windows: number, seqlen: number, batch?: number): number {
+  return Math.max(1, Math.min(windows || 1, batch ?? defaultKfacBatch(seqlen)));
+}
+
+/** The estimate's view of a job (maxChunk 1 for independent updates, LoRA as resolved). */
+export function jobMemorySettings(j: JobMemory): MemorySettings {
+  const r = j.resolved;
+  return {
+    nsamples: Math.max(1, j.windows), seqlen: j.seqlen, batch: kfacBatchOf(j.windows, j.seqlen, j.batch), method: j.method, structure: j.structure,
+    maxChunk: r && (r.independent ? 1 : r.maxChunk),
+    evaluate: j.evaluate,
+    lora: r?.lora && { rank: r.lora.rank, targets: r.lora.targets, batch: r.lora.batch, fraction: r.lora.fraction },
+  };
+}
+
+/** The job's estimated peak GPU memory; throws LimitExceededError when it cannot fit (budget: as checkFit). */
+export function checkJobMemory(c: OptConfig, j: JobMemory, lim: DeviceLimits, budget?: number, inUse = 0): MemoryEstimate | PeerMemoryEstimate {
+  const s = jobMemorySettings(j);
+  return isPeerMethod(j.method) ? checkPeerMemory(c, { ...s, method: j.method }, lim, budget, inUse) : checkPruneMemory(c, s, lim, budget, inUse);
+}
