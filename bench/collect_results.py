@@ -66,15 +66,18 @@ for name, d in sorted(named.items()):
         if not row['lora']:
             quality.append(row)
 
-def old(kind, key):
+def old(kind, key, new):
+    """The committed rows of one file, less those the new files hold again (same run name and commit),
+    so that merging the same files twice changes nothing."""
     path = f'{a.out}/h200-opt-mini-{kind}.json'
     if not (a.merge and os.path.exists(path)):
         return []
-    return [{**r, 'attention': r.get('attention', 'rows')} for r in json.load(open(path))[key]]
+    again = {(r['run'], r['commit']) for r in new}
+    return [{**r, 'attention': r.get('attention', 'rows')} for r in json.load(open(path))[key] if (r['run'], r['commit']) not in again]
 
 
-quality = old('quality', 'runs') + quality
-lora = old('lora', 'runs') + lora
+quality = old('quality', 'runs', quality) + quality
+lora = old('lora', 'runs', lora) + lora
 meta = {'adapter': adapter, 'date': '2026-11-28', 'protocol': 'FIXTURES.md: opt-mini, calibration 128 × 2048 from wiki.valid.near_raw (seed as listed), WikiText-2 test 140 windows of 2048; dense 518.6439'}
 os.makedirs(a.out, exist_ok=True)
 json.dump({**meta, 'runs': sorted(quality, key=lambda r: (r['method'], r['structure'], r['sparsity'], r['attention'], r['seed']))},
