@@ -22,9 +22,10 @@
 // B·H ≤ 65535 (grid y). Rows past T are loaded as zeros and never written.
 // Phases: scores() (staging + S or dP) and accumulate() (P chunk + rows of V/K/dO/Q → output block).
 // Barriers per 64×64 tile at hd 64 (128): fwd 11 (19), dq 12 (20), dkv 16 (24).
-// Not yet timed on a real GPU (tested on SwiftShader). Tuning points for when it is: stageT's global
-// loads (consecutive threads take consecutive row quads: conflict-free stores, but each load
-// instruction touches 16 rows), DK/PK, and 128 threads with 8×4 blocks instead of 256 with 4×4.
+// On an H200 fwd+bwd is 4.3× faster than attention.wgsl and 0.43× PyTorch SDPA (bench/results/
+// h200-kernels-attention.json). Tuning points left: stageT's global loads (consecutive threads take
+// consecutive row quads: conflict-free stores, but each load instruction touches 16 rows), DK/PK, and
+// 128 threads with 8×4 blocks instead of 256 with 4×4.
 
 struct Params { B: u32, T: u32, H: u32, hd: u32, scale: f32, nblk: u32, D: u32, _pad: u32 }
 
