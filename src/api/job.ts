@@ -16,7 +16,7 @@ import { PruneConfigError, resolveOptions, type PruneOptions, type PruneProgress
 import { sparsegptPrune, wandaPrune } from '../surgeon/peers/index';
 import { pruneModel } from '../surgeon/prune';
 import { CheckpointMismatchError, Hasher, loadShotWeights, openStore, readState, saveShot, saveState, stableJson, type CheckpointSpec, type JobState, type Store } from './jobstore';
-import { checkJobMemory, kfacBatchOf } from './job-memory';
+import { checkJobMemory, isPeerMethod, kfacBatchOf } from './job-memory';
 import { deviceLimits, type MemoryEstimate } from './memory';
 import type { PeerMemoryEstimate } from './memory-peers';
 import type { ProgressEvent } from './types';
@@ -133,7 +133,7 @@ export async function runPruneJob(
     const windows = evaluationWindows(ids, eSeq, ev.windows).length; // DatasetError before any GPU work
     evalSpec = { ids, seqlen: eSeq, windows };
   }
-  if (method === 'sparsegpt' || method === 'wanda') return runPeerJob(ctx, host, opts, method, calib, seqlen, evalSpec, emit);
+  if (isPeerMethod(method)) return runPeerJob(ctx, host, opts, method, calib, seqlen, evalSpec, emit);
   const layers = prunableLayersOf(cfg);
   const resolved = resolveOptions({ ...opts, evaluate: evalSpec, seed } as PruneOptions, layers, calib);
   const surgeonOpts = opts as PruneJobOptions & { method?: PruneOptions['method'] };

@@ -17,6 +17,7 @@ import { cachedFetch, clearCache } from './cache';
 import { NoModelError } from './errors';
 import { exportZip } from './export';
 import { modelFingerprint, runPruneJob, type HostModel, type PruneResult, type PruneSettings } from './job';
+import { isPeerMethod } from './job-memory';
 import { openStore, readState, type CheckpointSpec } from './jobstore';
 import { deviceLimits, estimatePruneMemory, type MemoryEstimate, type MemorySettings } from './memory';
 import { estimatePeerMemory, type PeerMemoryEstimate } from './memory-peers';
@@ -244,7 +245,7 @@ export class SurgeonSession {
     const m = this.needModel();
     const ctx = await this.context();
     const { method } = settings;
-    if (method === 'sparsegpt' || method === 'wanda') return estimatePeerMemory(m.ckpt.config, { ...settings, method }, deviceLimits(ctx));
+    if (method && isPeerMethod(method)) return estimatePeerMemory(m.ckpt.config, { ...settings, method }, deviceLimits(ctx));
     return estimatePruneMemory(m.ckpt.config, settings, deviceLimits(ctx));
   }
 

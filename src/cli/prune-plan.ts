@@ -9,7 +9,7 @@
  * options, the estimate, and a run() that prunes the uploaded model in place.
  */
 
-import { checkJobMemory, jobMemorySettings, type JobMemory } from '../api/job-memory';
+import { checkJobMemory, isPeerMethod, jobMemorySettings, type JobMemory } from '../api/job-memory';
 import { autoKfacBatch, type DeviceLimits, type MemoryEstimate } from '../api/memory';
 import type { PeerMemoryEstimate } from '../api/memory-peers';
 import type { GpuContext } from '../gpu/context';
@@ -67,7 +67,7 @@ export function planPrune(
     method: a.method, structure: a.structure, windows: calib.length, seqlen,
     evaluate: evaluate && { seqlen: evaluate.seqlen, windows: evaluate.windows! },
   };
-  if (a.method === 'sparsegpt' || a.method === 'wanda') {
+  if (isPeerMethod(a.method)) {
     const method = a.method;
     const po: PeerOptions = {
       structure: a.structure as PeerOptions['structure'], sparsity: a.sparsity, blocksize: a.blocksize, percdamp: a.dampingA, signal,
