@@ -4,7 +4,7 @@
  *   node dist-node/kernels.mjs [--quick] [--torch] [--sweep] [--only attention] [--out bench/out/kernels.json]
  * --quick: small shapes for a CPU/SwiftShader run. --torch: same shapes through PyTorch on this machine
  * (bench/torch_kernels.py) and ratio = torch_ms / ours_ms. --sweep: every matmul tile variant (matmul, kfac).
- * --only KERNEL[,KERNEL…]: just those groups (matmul, gram, cholinv, attention, kfac).
+ * --only KERNEL[,KERNEL…]: just those groups (matmul, gram, cholinv, attention, kfac, epilogue).
  * kfac: each distinct matmul (M, N, K, transposes, bias, accumulate) that one K-FAC forward+backward of
  * opt-mini at 16 × 2048 tokens issues (kfacMatmuls), with the model's options and default variant/split-K,
  * in its own table with the calls per pass and a total row = Σ calls × ms per pass (ours vs torch).
@@ -20,7 +20,8 @@ import { arg, table, timeAsync, timeGpu, torchTimes, writeJson, type TorchCase }
 const quick = arg('quick') !== undefined;
 const out = arg('out') ?? 'bench/out/kernels.json';
 const only = arg('only')?.split(',');
-const want = (group: string) => !only || only.includes(group);
+// epilogue is a diagnostic: only when asked for.
+const want = (group: string) => (!only ? group !== 'epilogue' : only.includes(group));
 
 function randomF32(n: number, seed: number): Float32Array {
   const a = new Float32Array(n);
@@ -175,6 +176,33 @@ async function main() {
     for (const t of [a, b, bias, out]) t?.dispose();
   }
 
+  // epilogue: the K-FAC forward's residual matmuls (C += x·Wᵀ + b) ran 7–13× slower than the same product
+  // without accumulate on the H200 (kfac table, 2026-11-28); every transB × bias × accumulate combination
+  // at those shapes, default variant, to see which option costs what.
+  const epilogueRows: Array<Record<string, string | number | null>> = [];
+  if (want('epilogue')) {
+    const epi: Array<Record<string, string | number | null>> = [];
+    for (const [M, N, K] of quick ? [[256, 64, 64]] : [[32768, 256, 256], [32768, 256, 1024]]) {
+      for (const transB of [false, true]) {
+        const a = ctx.upload(randomF32(M * K, 31), [M, K]);
+        const b = ctx.upload(randomF32(K * N, 32), transB ? [N, K] : [K, N]);
+        const bias = ctx.upload(randomF32(N, 33), [N]);
+        for (const withBias of [false, true]) {
+          for (const accumulate of [false, true]) {
+            const o = ctx.zeros([M, N]);
+            const ms = await timeGpu(ctx, () => void matmul(ctx, a, b, { transB, bias: withBias ? bias : undefined, out: o, accumulate }), mmReps(2 * M * N * K));
+            epi.push({ shape: `${M}×${N}×${K}`, op: opLabel({ transB, bias: withBias, accumulate }), ours_ms: ms, gflops: (2 * M * N * K) / ms / 1e6 });
+            o.dispose();
+          }
+        }
+        a.dispose(); b.dispose(); bias.dispose();
+      }
+    }
+    console.log('epilogue: matmul options at the K-FAC forward shapes (default variant)');
+    table(epi);
+    epilogueRows.push(...epi);
+  }
+
   let torch: Array<number | null> = rows.map(() => null);
   let torch64: Array<number | null> = [];
   let torchMath: Array<number | null> = [];
@@ -220,7 +248,7 @@ async function main() {
   });
   table(results.map((r) => ({ ...r, shape: (r.shape as number[]).join('×') }) as Record<string, string | number | null>));
   const kfacJson = kfac.length ? kfacReport(kfac, kfacRows, kfacTorch, kfacTokens, kfacChunk) : undefined;
-  writeJson(out, { adapter: info, date: new Date().toISOString(), quick, results, ...(kfacJson ? { kfac: kfacJson } : {}) });
+  writeJson(out, { adapter: info, date: new Date().toISOString(), quick, results, ...(kfacJson ? { kfac: kfacJson } : {}), ...(epilogueRows.length ? { epilogue: epilogueRows } : {}) });
   ctx.destroy();
 }
 

@@ -374,6 +374,28 @@ fn computeSlice(tx: u32, ty: u32, buf: u32) {
   }
 }
 
+// One output row's two 4-column groups (columns c0.., c1..): v0, v1 = its accumulators.
+fn storeRow(offC: u32, row: u32, c0: u32, c1: u32, v0: vec4<f32>, v1: vec4<f32>) {
+  if (row >= p.M) { return; }
+  storeQuad(offC + row * p.N, c0, v0);
+  storeQuad(offC + row * p.N, c1, v1);
+}
+fn storeQuad(rowBase: u32, cbase: u32, v: vec4<f32>) {
+  for (var j = 0u; j < 4u; j++) {
+    let col = cbase + j;
+    if (col < p.N) {
+#if SPLITK
+      C[rowBase + col] = v[j];   // raw partial of split wid.z / nb; `reduce` applies the epilogue
+#else
+      var x = p.alpha * v[j];
+      if (HAS_BIAS) { x += bias[col]; }
+      if (ACCUM) { x += C[rowBase + col]; }
+      C[rowBase + col] = x;
+#endif
+    }
+  }
+}
+
 @compute @workgroup_size(WX, WY, 1)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let BM = WY * 8u;
@@ -437,29 +459,22 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
 #endif
 
   // ---- epilogue: alpha, bias, accumulate; bounds-checked scalar stores ----
+  // Written out with constant acc indices: a loop over r and h indexed acc dynamically, and once bias and
+  // accumulate were both on the NVIDIA compiler stopped unrolling it and kept acc in local memory for the
+  // whole K loop (13× slower on the H200 at 32768×256×1024, bench/kernels.ts --only epilogue).
   let offC = wid.z * M * N;
-  for (var r = 0u; r < 8u; r++) {
-    let row = m0 + select(4u * ty + r, BM / 2u + 4u * ty + r - 4u, r >= 4u);
-    if (row >= M) { continue; }
-    for (var h = 0u; h < 2u; h++) {
-      let v = acc[2u * r + h];
-      let cbase = n0 + h * (BN / 2u) + 4u * tx;
-      for (var j = 0u; j < 4u; j++) {
-        let col = cbase + j;
-        if (col < N) {
-#if SPLITK
-          C[offC + row * N + col] = v[j];   // raw partial of split wid.z / nb; `reduce` applies the epilogue
-#else
-          var x = p.alpha * v[j];
-          if (HAS_BIAS) { x += bias[col]; }
-          let idx = offC + row * N + col;
-          if (ACCUM) { x += C[idx]; }
-          C[idx] = x;
-#endif
-        }
-      }
-    }
-  }
+  let r0 = m0 + 4u * ty;
+  let r1 = m0 + BM / 2u + 4u * ty;
+  let c0 = n0 + 4u * tx;
+  let c1 = n0 + BN / 2u + 4u * tx;
+  storeRow(offC, r0, c0, c1, acc[0], acc[1]);
+  storeRow(offC, r0 + 1u, c0, c1, acc[2], acc[3]);
+  storeRow(offC, r0 + 2u, c0, c1, acc[4], acc[5]);
+  storeRow(offC, r0 + 3u, c0, c1, acc[6], acc[7]);
+  storeRow(offC, r1, c0, c1, acc[8], acc[9]);
+  storeRow(offC, r1 + 1u, c0, c1, acc[10], acc[11]);
+  storeRow(offC, r1 + 2u, c0, c1, acc[12], acc[13]);
+  storeRow(offC, r1 + 3u, c0, c1, acc[14], acc[15]);
 }
 #endif
 #endif
