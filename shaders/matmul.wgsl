@@ -374,7 +374,8 @@ fn computeSlice(tx: u32, ty: u32, buf: u32) {
   }
 }
 
-// One output row's two 4-column groups (columns c0.., c1..): v0, v1 = its accumulators.
+#if EPI_UNROLL
+// One output row's two 4-column groups (columns c0.., c1..): v0, v1 = its accumulators (main's EPI_UNROLL).
 fn storeRow(offC: u32, row: u32, c0: u32, c1: u32, v0: vec4<f32>, v1: vec4<f32>) {
   if (row >= p.M) { return; }
   storeQuad(offC + row * p.N, c0, v0);
@@ -383,18 +384,10 @@ fn storeRow(offC: u32, row: u32, c0: u32, c1: u32, v0: vec4<f32>, v1: vec4<f32>)
 fn storeQuad(rowBase: u32, cbase: u32, v: vec4<f32>) {
   for (var j = 0u; j < 4u; j++) {
     let col = cbase + j;
-    if (col < p.N) {
-#if SPLITK
-      C[rowBase + col] = v[j];   // raw partial of split wid.z / nb; `reduce` applies the epilogue
-#else
-      var x = p.alpha * v[j];
-      if (HAS_BIAS) { x += bias[col]; }
-      if (ACCUM) { x += C[rowBase + col]; }
-      C[rowBase + col] = x;
-#endif
-    }
+    if (col < p.N) { C[rowBase + col] = p.alpha * v[j] + bias[col] + C[rowBase + col]; }
   }
 }
+#endif
 
 @compute @workgroup_size(WX, WY, 1)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -459,10 +452,12 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
 #endif
 
   // ---- epilogue: alpha, bias, accumulate; bounds-checked scalar stores ----
-  // Written out with constant acc indices: a loop over r and h indexed acc dynamically, and once bias and
-  // accumulate were both on the NVIDIA compiler stopped unrolling it and kept acc in local memory for the
-  // whole K loop (13× slower on the H200 at 32768×256×1024, bench/kernels.ts --only epilogue).
   let offC = wid.z * M * N;
+#if EPI_UNROLL
+  // Bias and accumulate both on (the forward's residual linears): constant acc indices. With the loop below
+  // the NVIDIA compiler kept acc in local memory for the whole K loop in that case only (13× slower on the
+  // H200); unrolled it is as fast as the other cases, but 3× slower than the loop without transB, hence
+  // both (bench/kernels.ts --only epilogue,kfac).
   let r0 = m0 + 4u * ty;
   let r1 = m0 + BM / 2u + 4u * ty;
   let c0 = n0 + 4u * tx;
@@ -475,6 +470,30 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   storeRow(offC, r1 + 1u, c0, c1, acc[10], acc[11]);
   storeRow(offC, r1 + 2u, c0, c1, acc[12], acc[13]);
   storeRow(offC, r1 + 3u, c0, c1, acc[14], acc[15]);
+#else
+  for (var r = 0u; r < 8u; r++) {
+    let row = m0 + select(4u * ty + r, BM / 2u + 4u * ty + r - 4u, r >= 4u);
+    if (row >= M) { continue; }
+    for (var h = 0u; h < 2u; h++) {
+      let v = acc[2u * r + h];
+      let cbase = n0 + h * (BN / 2u) + 4u * tx;
+      for (var j = 0u; j < 4u; j++) {
+        let col = cbase + j;
+        if (col < N) {
+#if SPLITK
+          C[offC + row * N + col] = v[j];   // raw partial of split wid.z / nb; `reduce` applies the epilogue
+#else
+          var x = p.alpha * v[j];
+          if (HAS_BIAS) { x += bias[col]; }
+          let idx = offC + row * N + col;
+          if (ACCUM) { x += C[idx]; }
+          C[idx] = x;
+#endif
+        }
+      }
+    }
+  }
+#endif
 }
 #endif
 #endif

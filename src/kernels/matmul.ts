@@ -232,7 +232,9 @@ export function matmul(ctx: GpuContext, a: Tensor, b: Tensor, opts: MatmulOption
   };
   if (v.reg) Object.assign(overrides, { RM: v.rm ?? 1, RN: v.rn ?? 1 });
   else overrides.BK = v.bk;
-  const defines = { VEC4: vec4, DB: !!v.db && !v.reg, REG: !!v.reg, SPLITK: splitting };
+  // EPI_UNROLL: the tiled kernel's epilogue for bias + accumulate (matmul.wgsl says why).
+  const epiUnroll = !!opts.bias && !!opts.accumulate && !splitting && !v.reg;
+  const defines = { VEC4: vec4, DB: !!v.db && !v.reg, REG: !!v.reg, SPLITK: splitting, EPI_UNROLL: epiUnroll };
   const spec = v.reg ? REG : SPEC;
   if (!splitting) {
     // Without bias, bind a (read-only, already bound) as a placeholder: read and write usages may not alias.
