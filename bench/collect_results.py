@@ -44,7 +44,8 @@ for name, d in sorted(named.items()):
         row = {'method': r['method'], 'structure': r['structure'], 'shots': r['shots'], 'sparsity': r['sparsity'],
                'ppl': r['ppl'], 'seconds': r['seconds'], 'achieved': r['achieved'], 'seed': r['seed'],
                'batch': r.get('batch'), 'attention': r.get('attention', 'rows'), 'lora': r['lora'] is not False, 'phases': d['phases'],
-               'date': d['date'], 'commit': d.get('commit'), 'run': name}
+               'date': d['date'], 'commit': d.get('commit'), 'run': name,
+               'calib': 'space-joined (authors\' loaders)' if 'space' in (r.get('calib') or '') else 'FIXTURES (blank-line join)'}
     elif 'tool' in d:  # CLI report.json (peers)
         o = d['options']
         row = {'method': o['method'], 'structure': o['structure'], 'shots': 1, 'sparsity': o['sparsity'],
@@ -73,7 +74,7 @@ def old(kind, key, new):
     if not (a.merge and os.path.exists(path)):
         return []
     again = {(r['run'], r['commit']) for r in new}
-    return [{**r, 'attention': r.get('attention', 'rows')} for r in json.load(open(path))[key] if (r['run'], r['commit']) not in again]
+    return [{'calib': 'FIXTURES (blank-line join)', **r, 'attention': r.get('attention', 'rows')} for r in json.load(open(path))[key] if (r['run'], r['commit']) not in again]
 
 
 quality = old('quality', 'runs', quality) + quality
@@ -82,11 +83,11 @@ meta = {'adapter': adapter, 'date': '2026-11-28', 'protocol': 'FIXTURES.md: opt-
 os.makedirs(a.out, exist_ok=True)
 json.dump({**meta, 'runs': sorted(quality, key=lambda r: (r['method'], r['structure'], r['sparsity'], r['attention'], r['seed']))},
           open(f'{a.out}/h200-opt-mini-quality.json', 'w'), indent=1)
-json.dump({**meta, 'runs': [{k: r[k] for k in ('structure', 'sparsity', 'shots', 'lora', 'ppl', 'seconds', 'seed', 'batch', 'attention', 'phases', 'commit', 'run')}
+json.dump({**meta, 'runs': [{k: r[k] for k in ('structure', 'sparsity', 'shots', 'lora', 'ppl', 'seconds', 'seconds_note', 'seed', 'batch', 'attention', 'phases', 'commit', 'run') if k in r}
                             for r in sorted(lora, key=lambda r: (r['structure'], r['sparsity'], r['seed'], r['attention'], r['lora']))]},
           open(f'{a.out}/h200-opt-mini-lora.json', 'w'), indent=1)
 if verify or not a.merge:
     json.dump({**meta, 'checks': verify}, open(f'{a.out}/h200-export-verify.json', 'w'), indent=1)
 for r in sorted(quality + [r for r in lora if r['lora']], key=lambda r: (r.get('method', 'surgeon'), r['structure'], r['sparsity'], r['lora'])):
     print(f"{r.get('method', 'surgeon'):9} {r['structure']:9} {r['shots']:3} {r['sparsity']:.2f} {r['attention']:5} s{r['seed']} lora={str(r['lora']):5} ppl {r['ppl']:9.3f} "
-          f"{r['seconds']:7.1f} s {'(shared GPU)' if 'seconds_note' in r else ''} {('ok' if r.get('within_limit') else 'MISS') + ' vs ' + str(r['authors_ppl']) if 'authors_ppl' in r else ''}")
+          f"{r['seconds']:7.1f} s {'(shared GPU)' if 'seconds_note' in r else ''} {'space-join' if 'space' in r.get('calib', '') else ''} {('ok' if r.get('within_limit') else 'MISS') + ' vs ' + str(r['authors_ppl']) if 'authors_ppl' in r else ''}")

@@ -95,6 +95,12 @@ async function main() {
       const ms = await timeGpu(ctx, () => void matmul(ctx, a, b, { out: c, variant }), reps);
       rows.push({ kernel: 'matmul', shape: [n, n, n], ours_ms: ms, gflops: (2 * n ** 3) / ms / 1e6, variant: variant ?? 'default' });
     }
+    // K ≥ SPLIT_MIN_K splits K for precision (matmul.ts): also the unsplit kernel, to show what that costs.
+    const { splits } = planMatmul(ctx, n, n, n, 1).split;
+    if (splits > 1 && !arg('sweep')) {
+      const ms = await timeGpu(ctx, () => void matmul(ctx, a, b, { out: c, splitK: 1 }), quick ? 2 : mmReps(2 * n ** 3));
+      rows.push({ kernel: 'matmul', shape: [n, n, n], ours_ms: ms, gflops: (2 * n ** 3) / ms / 1e6, variant: `default unsplit (default: ${splits} splits)` });
+    }
     a.dispose(); b.dispose(); c.dispose();
   }
 
