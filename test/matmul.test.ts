@@ -21,7 +21,7 @@ function check(got: Float32Array, ref: { c: Float64Array; absSum: Float64Array; 
   expect(got.length).toBe(ref.c.length);
   let worst = 0;
   for (let i = 0; i < ref.c.length; i++) {
-    // K is the longest sequential run: the whole K, or with split-K kSplit + ⌈log2 S⌉ (pairwise reduce).
+    // K is the longest sequential run: the whole K, or with split-K kSplit + 2⌈log2 S⌉ (pairwise reduce).
     const tol = (K + 4) * EPS * Math.abs(alpha) * ref.absSum[i] + 4 * EPS * ref.mag[i] + 1e-30;
     const err = Math.abs(got[i] - ref.c[i]);
     if (!(err <= tol)) throw new Error(`${label}: element ${i} got ${got[i]}, want ${ref.c[i]} (tol ${tol})`);
@@ -36,7 +36,8 @@ interface Case { M: number; K: number; N: number; batch: number; aBatched: boole
 function seqRun(K: number, splits?: number): number {
   if (!splits) return K;
   const p = planSplitK(1, 1, K, 1, 1, 1 << 30, splits);
-  return p.kSplit + Math.ceil(Math.log2(p.splits));
+  // The reduce's binary-counter tree: ≤ ⌊log2 S⌋ levels, then one add per further set bit of S.
+  return p.kSplit + 2 * Math.ceil(Math.log2(p.splits));
 }
 
 async function runCase(ctx: GpuContext, c: Case, seed: number) {
@@ -101,6 +102,15 @@ describe('matmul', () => {
   const splitCases: Array<[number, number, number, number, string]> = [
     [37, 300, 45, 5, '128x128x8'], [8, 129, 6, 3, '128x128x8db'], [1, 260, 1, 4, 'reg32x32'], [70, 100, 68, 4, '64x128x8'],
   ];
+  // The reduce's tree levels: 63 partials (every level with a remainder) and 64 (the top level l6).
+  it.each([[63, 'reg32x32'], [64, '32x32x8']])('split-K with %i partials (%s)', async (splitK, variant) => {
+    const ctx = await gpu();
+    let seed = 900 + (splitK as number);
+    for (const mask of [0, 28]) {
+      await runCase(ctx, { M: 3, K: 32 * (splitK as number), N: 5, batch: 1, aBatched: false, bBatched: false, o: { ...combo(mask), splitK: splitK as number, variant: variant as string } }, seed++);
+    }
+  });
+
   it.each(splitCases)('split-K M=%i K=%i N=%i splits=%i (and %s)', async (M, K, N, splitK, variant) => {
     const ctx = await gpu();
     let seed = M + K + N;

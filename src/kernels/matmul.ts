@@ -105,7 +105,7 @@ export function isCpuAdapter(ctx: GpuContext): boolean {
 
 // ---- split-K -------------------------------------------------------------------------------------
 // Error model (fp32, u = 2⁻²⁴): a split sums its kSplit products sequentially, the reduce pass adds the
-// S partials pairwise, so |ĉ − c| ≲ (kSplit + ⌈log2 S⌉ + 2)·u·|alpha|·Σ_k|a_ik b_kj| (worst case; typical
+// S partials pairwise, so |ĉ − c| ≲ (kSplit + 2⌈log2 S⌉ + 2)·u·|alpha|·Σ_k|a_ik b_kj| (worst case; typical
 // errors grow like the square root) instead of K·u for the unsplit kernel.
 /** Below this K no automatic split: K·u ≤ 2.4e-4 worst case, and the output tiles usually fill the GPU. */
 export const SPLIT_MIN_K = 4096;
@@ -115,7 +115,7 @@ export const SPLIT_SEQ_K = 2048;
 const SPLIT_MIN_LEN = 512;
 /** Occupancy target: H200 132 SMs × 2 resident 256-thread workgroups. */
 const SPLIT_TARGET_WORKGROUPS = 264;
-/** Most splits: the reduce pass keeps them in a private array of this size (matmul.wgsl SMAX). */
+/** Most splits: the reduce pass's binary-counter tree has levels for up to 2^6 partials (matmul.wgsl reduce). */
 export const SPLIT_MAX = 64;
 /** Split boundaries are multiples of this (of every BK, and of the REG kernel's 4-wide k step). */
 const SPLIT_ALIGN = 32;
