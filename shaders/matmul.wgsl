@@ -479,9 +479,9 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   let offC = wid.z * M * N;
 #if EPI_UNROLL
   // Bias and accumulate both on (the forward's residual linears): constant acc indices. With the loop below
-  // the NVIDIA compiler kept acc in local memory for the whole K loop in that case only (13× slower on the
-  // H200); unrolled it is as fast as the other cases, but 3× slower than the loop without transB, hence
-  // both (bench/kernels.ts --only epilogue,kfac).
+  // that case alone ran 7–13× slower on the H200 (K-proportional: acc apparently kept in local memory for
+  // the whole K loop); unrolled it is as fast as the others (bench/kernels.ts --only epilogue,kfac). The
+  // other cases keep the loop they were measured with.
   let r0 = m0 + 4u * ty;
   let r1 = m0 + BM / 2u + 4u * ty;
   let c0 = n0 + 4u * tx;
