@@ -11,7 +11,7 @@
 //   written, so the upper triangle is never touched.
 //   Split-K inside the kernel: the split's tokens are summed in registers in chunks of `chunk` tokens
 //   (≈ √tokens); after each chunk the register block is added (× scale) into dst, then cleared.
-//   Blocked summation ⇒ rounding error ≲ (chunk + #chunks + ⌈log2 S⌉)·eps·Σ_t|x_ti x_tj| worst case
+//   Blocked summation ⇒ rounding error ≲ (chunk + #chunks + 2⌈log2 S⌉)·eps·Σ_t|x_ti x_tj| worst case
 //   (S partials added pairwise by `reduce`), ≤ 2√T·eps instead of T·eps (typical errors are the square
 //   root of that). Short splits (≥ 256 tokens when tiles are few, for occupancy) only lower this bound.
 //   mode 0: dst = acc (S = 1). mode 1: dst = partials [S, n, n], split s overwrites its slice on its
@@ -197,10 +197,11 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   }
 }
 
-// acc[i][j] += Σ_s partials[s][i][j] for j ≤ i; one thread per element, grid folded into y. The S ≤ SMAX
-// partials are added pairwise (⌈log2 S⌉·u instead of S·u). Compiled without VEC4 (X = scalar partials).
-#if !VEC4
-const SMAX: u32 = 64u;       // most splits the wrapper uses (gram.ts GRAM_MAX_SPLITS)
+// acc[i][j] += Σ_s partials[s][i][j] for j ≤ i; one thread per element, grid folded into y. The S ≤ 64
+// partials are added pairwise (pairwise.wgsl, appended by the wrapper: ≲ 2⌈log2 S⌉·u instead of S·u).
+// Compiled with REDUCE and without VEC4 (X = scalar partials).
+#if REDUCE
+fn partial(s: u32, idx: u32) -> f32 { return X[s * p.n * p.n + idx]; }
 
 @compute @workgroup_size(256)
 fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -208,12 +209,7 @@ fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   let nn = p.n * p.n;
   if (idx >= nn) { return; }
   if (idx % p.n > idx / p.n) { return; }
-  var v: array<f32, SMAX>;
-  for (var s = 0u; s < p.splits; s++) { v[s] = X[s * nn + idx]; }
-  for (var h = 1u; h < p.splits; h *= 2u) {
-    for (var i = 0u; i + h < p.splits; i += 2u * h) { v[i] += v[i + h]; }
-  }
-  D[idx] += v[0];
+  D[idx] += pairwiseSum(p.splits, idx);
 }
 #endif
 #endif

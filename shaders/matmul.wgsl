@@ -29,10 +29,8 @@
 #if REDUCE
 // ---- reduce (split-K epilogue) ----
 // C[e] = alpha · Σ_s P[s][e] (+ bias[e % N]) (+ C[e] if ACCUM) for e < total = nb·M·N; one thread per
-// element, grid folded into y. The S ≤ 64 partials are added pairwise (a binary-counter tree: level k
-// holds the sum of 2^k consecutive partials), so this pass adds ≲ 2·⌈log2 S⌉·u to the error bound instead
-// of S·u. The levels are scalars, not an array: a private array indexed at run time went to local memory
-// (at 4096³ the 2-split product plus this pass took 5.8 ms against 4.2 ms unsplit on the H200).
+// element, grid folded into y. The S ≤ 64 partials are added pairwise (pairwise.wgsl, appended by the
+// wrapper), so this pass adds ≲ 2·⌈log2 S⌉·u to the error bound instead of S·u.
 struct RP { total: u32, N: u32, splits: u32, alpha: f32 }
 @group(0) @binding(0) var<storage, read> P: array<f32>;
 @group(0) @binding(1) var<storage, read> bias: array<f32>;
@@ -40,40 +38,14 @@ struct RP { total: u32, N: u32, splits: u32, alpha: f32 }
 @group(0) @binding(3) var<uniform> rp: RP;
 override HAS_BIAS: bool = false;
 override ACCUM: bool = false;
-// Most splits the wrapper ever uses (matmul.ts SPLIT_MAX = 64 = 2^6: levels l0..l6).
+
+fn partial(j: u32, e: u32) -> f32 { return P[j * rp.total + e]; }
 
 @compute @workgroup_size(256)
 fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let e = gid.x + gid.y * nwg.x * 256u;
   if (e >= rp.total) { return; }
-  let S = rp.splits;
-  var l0 = 0.0; var l1 = 0.0; var l2 = 0.0; var l3 = 0.0; var l4 = 0.0; var l5 = 0.0; var l6 = 0.0;
-  for (var j = 0u; j < S; j++) {
-    // Adding partial j carries through the levels of j's trailing one bits (like incrementing a counter).
-    var c = P[j * rp.total + e];
-    if ((j & 1u) == 0u) { l0 = c; continue; }
-    c = l0 + c;
-    if ((j & 2u) == 0u) { l1 = c; continue; }
-    c = l1 + c;
-    if ((j & 4u) == 0u) { l2 = c; continue; }
-    c = l2 + c;
-    if ((j & 8u) == 0u) { l3 = c; continue; }
-    c = l3 + c;
-    if ((j & 16u) == 0u) { l4 = c; continue; }
-    c = l4 + c;
-    if ((j & 32u) == 0u) { l5 = c; continue; }
-    l6 = l5 + c;
-  }
-  // The levels still holding a sum are the set bits of S; smallest first.
-  var v = 0.0;
-  if ((S & 1u) != 0u) { v += l0; }
-  if ((S & 2u) != 0u) { v += l1; }
-  if ((S & 4u) != 0u) { v += l2; }
-  if ((S & 8u) != 0u) { v += l3; }
-  if ((S & 16u) != 0u) { v += l4; }
-  if ((S & 32u) != 0u) { v += l5; }
-  if ((S & 64u) != 0u) { v += l6; }
-  var x = rp.alpha * v;
+  var x = rp.alpha * pairwiseSum(rp.splits, e);
   if (HAS_BIAS) { x += bias[e % rp.N]; }
   if (ACCUM) { x += C[e]; }
   C[e] = x;

@@ -1,11 +1,12 @@
 import source from '../../shaders/gram.wgsl?raw';
+import pairwise from '../../shaders/pairwise.wgsl?raw';
 import { grid1d, packUniforms, type GpuContext, type KernelSpec } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { ShapeError } from '../gpu/errors';
 import { isCpuAdapter } from './matmul';
 
 const MAIN: KernelSpec = { name: 'gram', source, bindings: ['read', 'write'], uniform: true };
-const REDUCE: KernelSpec = { name: 'gram.reduce', source, entry: 'reduce', bindings: ['read', 'write'], uniform: true };
+const REDUCE: KernelSpec = { name: 'gram.reduce', source: `${source}\n${pairwise}`, entry: 'reduce', bindings: ['read', 'write'], uniform: true };
 const MIRROR: KernelSpec = { name: 'gram.mirror', source, entry: 'mirror', bindings: ['write'], uniform: true };
 
 export interface GramOptions {
@@ -53,7 +54,7 @@ export const GRAM_MIN_WORKGROUPS = 264;
 // Shortest split when tiles are few: 2·256 flops per partial element written, still compute-bound on the H200
 // (≈ 7 flop/byte balance), and a shorter split only lowers the rounding bound (chunk + #chunks shrink).
 const MIN_TOKENS_PER_SPLIT_FEW = 256;
-// The reduce pass adds the partials pairwise in a private array of this size (gram.wgsl SMAX).
+// The reduce pass's pairwise tree has levels for up to 2^6 partials (pairwise.wgsl).
 export const GRAM_MAX_SPLITS = 64;
 // Scratch for split partials stays below this (S·n²·4 bytes).
 const MAX_SCRATCH_BYTES = 256 << 20;
@@ -81,7 +82,7 @@ function variantByName(name: string): GramVariant {
  * acc += scale · X'ᵀX' on the lower triangle (upper untouched), X' = [x[:rows] | 1] with `ones`.
  * x: [T, d] f32; acc: [n, n], n = d + (ones ? 1 : 0). Records dispatches only; never reads back.
  * Error model: blocked summation in chunks of c ≈ √(T/S) tokens per split, S ≤ 64 splits added pairwise ⇒
- * |err_ij| ≲ (2√(T/S) + ⌈log2 S⌉ + 4)·u·|scale|·Σ_t|x'_ti x'_tj| ≤ 2√T·eps·… (worst case; see shaders/gram.wgsl).
+ * |err_ij| ≲ (2√(T/S) + 2⌈log2 S⌉ + 4)·u·|scale|·Σ_t|x'_ti x'_tj| ≤ 2√T·eps·… (worst case; see shaders/gram.wgsl).
  */
 export function gramAccumulate(ctx: GpuContext, x: Tensor, acc: Tensor, opts: GramOptions = {}): void {
   if (x.shape.length !== 2 || x.dtype !== 'f32') throw new ShapeError(`gram: x must be a 2-D f32 [T, d] tensor, got [${x.shape}] ${x.dtype}`);
@@ -124,7 +125,7 @@ export function gramAccumulate(ctx: GpuContext, x: Tensor, acc: Tensor, opts: Gr
   }
   const partials = ctx.empty([splits, n, n]);
   ctx.dispatch(MAIN, variant, [x, partials], [tiles, splits], params(1));
-  ctx.dispatch(REDUCE, {}, [partials, acc], grid1d(Math.ceil((n * n) / 256)), params(1));
+  ctx.dispatch(REDUCE, { defines: { REDUCE: true } }, [partials, acc], grid1d(Math.ceil((n * n) / 256)), params(1));
   // Safe to pool right away: a later user of this buffer is ordered after these dispatches.
   partials.dispose();
 }

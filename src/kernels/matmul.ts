@@ -1,11 +1,12 @@
 import source from '../../shaders/matmul.wgsl?raw';
+import pairwise from '../../shaders/pairwise.wgsl?raw';
 import { grid1d, packUniforms, type GpuContext, type KernelSpec } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { LimitExceededError, ShapeError } from '../gpu/errors';
 
 const SPEC: KernelSpec = { name: 'matmul', source, bindings: ['read', 'read', 'read', 'write'], uniform: true };
 const REG: KernelSpec = { name: 'matmul.reg', source, entry: 'reg', bindings: ['read', 'read', 'read', 'write'], uniform: true };
-const REDUCE: KernelSpec = { name: 'matmul.reduce', source, entry: 'reduce', bindings: ['read', 'read', 'write'], uniform: true };
+const REDUCE: KernelSpec = { name: 'matmul.reduce', source: `${source}\n${pairwise}`, entry: 'reduce', bindings: ['read', 'read', 'write'], uniform: true };
 
 export interface MatmulOptions {
   /** a is stored [.., K, M] and used as its transpose. */
@@ -115,7 +116,7 @@ export const SPLIT_SEQ_K = 2048;
 const SPLIT_MIN_LEN = 512;
 /** Occupancy target: H200 132 SMs × 2 resident 256-thread workgroups. */
 const SPLIT_TARGET_WORKGROUPS = 264;
-/** Most splits: the reduce pass's binary-counter tree has levels for up to 2^6 partials (matmul.wgsl reduce). */
+/** Most splits: the reduce pass's pairwise tree has levels for up to 2^6 partials (pairwise.wgsl). */
 export const SPLIT_MAX = 64;
 /** Split boundaries are multiples of this (of every BK, and of the REG kernel's 4-wide k step). */
 const SPLIT_ALIGN = 32;
