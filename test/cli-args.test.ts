@@ -72,6 +72,22 @@ describe('flag parser', () => {
     expect(() => parsePruneArgs(['--model', MODEL, '--calib', CALIB, '--structure', 'element', '--sparsity', '0.5', '--method', 'sparsegpt', '--batch', '4', '--out', 'o'])).toThrow(/--batch does not apply/);
   });
 
+  it('--memory-budget takes a size with an optional unit; bad sizes are refused', () => {
+    const sized = (v: string) => {
+      const a = parsePruneArgs([...base(join(tmp, 'x')), '--memory-budget', v]);
+      return a !== 'help' && a.memoryBudget;
+    };
+    expect(sized('4GiB')).toBe(4 * 2 ** 30);
+    expect(sized('512mib')).toBe(512 * 2 ** 20);
+    expect(sized('1.5GB')).toBe(1.5e9);
+    expect(sized('1000')).toBe(1000);
+    const d = parsePruneArgs(base(join(tmp, 'x')));
+    expect(d !== 'help' && d.memoryBudget).toBeUndefined();
+    for (const bad of ['0', '-1GiB', '4XB', 'GiB', '1e9', '0.5']) {
+      expect(() => parsePruneArgs([...base(join(tmp, 'x')), '--memory-budget', bad]), bad).toThrow(/--memory-budget needs a size such as 4GiB/);
+    }
+  });
+
   it('--lora and its options enable LoRA corrections; peers refuse them', () => {
     const none = parsePruneArgs(base(join(tmp, 'x')));
     expect(none !== 'help' && none.lora).toBeUndefined();

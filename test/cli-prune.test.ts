@@ -36,7 +36,7 @@ interface Report {
   perplexity: { dense: number; pruned: number; seqlen: number; windows: number };
   export: { dtype: string };
   options: { batch?: number | null };
-  memory: { estimatedPeakBytes: number; measuredPeakBytes: number };
+  memory: { estimatedPeakBytes: number; measuredPeakBytes: number; budgetBytes: number | null };
 }
 
 async function prune(ctx: GpuContext, out: string, argv: string[], base = SMALL): Promise<{ code: number; err: string; report?: Report; ckpt?: LoadedCheckpoint }> {
@@ -142,10 +142,12 @@ describe('llm-surgeon prune on opt-micro', () => {
   for (const method of ['kobd', 'wanda']) {
     it(`2:4 ${method}: 2 zeros or more in every group of 4 inputs`, async () => {
       const out = join(tmp, `two-four-${method}`);
-      const { code, err, report: rep, ckpt } = await prune(ctx, out, ['--structure', '2:4', '--method', method, ...(method === 'kobd' ? ['--shots', '1'] : [])], SMALL.filter((f) => f !== '--quiet'));
+      const { code, err, report: rep, ckpt } = await prune(ctx, out, ['--structure', '2:4', '--method', method, '--memory-budget', '1GiB', ...(method === 'kobd' ? ['--shots', '1'] : [])], SMALL.filter((f) => f !== '--quiet'));
       expect(code, err).toBe(0);
-      // logged before the upload, the same estimate as report.json's
+      // logged before the upload, the same estimate as report.json's, with the budget it stays within
       expect(err).toContain(`estimated peak GPU memory ${(rep!.memory.estimatedPeakBytes / 2 ** 20).toFixed(1)} MiB (weights `);
+      expect(err).toContain('within --memory-budget 1024.0 MiB');
+      expect(rep!.memory.budgetBytes).toBe(2 ** 30);
       expect(err.indexOf('estimated peak GPU memory')).toBeLessThan(err.indexOf('pruning: '));
       await common(ctx, rep!, ckpt!, out);
       for (const L of rep!.layers) {
@@ -198,6 +200,32 @@ describe('llm-surgeon prune on opt-micro', () => {
       }
       expect(r.code, r.err).toBe(1);
       expect(r.err).toMatch(new RegExp(`^llm-surgeon prune: LimitExceededError: GPU limit maxStorageBufferBindingSize is ${bind}, but \\d+ is needed: `));
+      expect(r.err).toMatch(what);
+      expect(upload).not.toHaveBeenCalled();
+      expect(ctx.pool.bytesInUse).toBe(inUse);
+      expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
+    });
+  }
+
+  // --memory-budget: the same refusal for a peak above the user's budget (surgeon and a peer), naming
+  // what would fit when something does (K-OBD: shorter windows, one per batch), before anything is uploaded.
+  for (const [method, budget, argv, what] of [
+    ['kobd', '400MiB', ['--shots', '1', '--nsamples', '16', '--seqlen', '2048', '--batch', '16'], /this job needs about [\d.]+ MiB at its peak .*; would fit: .*a calibration batch of \d+ sequence/],
+    ['wanda', '4MiB', ['--nsamples', '4', '--seqlen', '64'], /this job needs about [\d.]+ MiB at its peak/],
+  ] as const) {
+    it(`${method} over --memory-budget ${budget}: exit 1 naming the budget, nothing uploaded`, async () => {
+      const out = join(tmp, `over-budget-${method}`);
+      const inUse = ctx.pool.bytesInUse;
+      const upload = vi.spyOn(OptModel, 'fromCheckpoint');
+      let r: Awaited<ReturnType<typeof prune>>;
+      try {
+        r = await prune(ctx, out, ['--structure', '2:4', '--method', method, '--memory-budget', budget, ...argv], EVAL);
+      } finally {
+        upload.mockRestore();
+      }
+      expect(r.code, r.err).toBe(1);
+      const bytes = Number(budget.replace('MiB', '')) * 2 ** 20;
+      expect(r.err).toMatch(new RegExp(`^llm-surgeon prune: LimitExceededError: GPU limit memoryBudget is ${bytes}, but \\d+ is needed: `));
       expect(r.err).toMatch(what);
       expect(upload).not.toHaveBeenCalled();
       expect(ctx.pool.bytesInUse).toBe(inUse);

@@ -55,6 +55,17 @@ export function numFlag(flag: string, v: string, lo: number, hi: number, hiInclu
   return n;
 }
 
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30 };
+
+/** A byte count such as 1500000000, 1.5GB, 512MiB or 4GiB (case-insensitive), at least 1 byte. */
+export function sizeFlag(flag: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(v.trim());
+  const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
+  const n = m && unit ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (!(n >= 1 && Number.isSafeInteger(n))) throw new UsageError(`${flag} needs a size such as 4GiB, 512MiB or 1.5GB; got '${v}'`);
+  return n;
+}
+
 /** One of `choices` or a UsageError listing them. */
 export function choiceFlag<T extends string>(flag: string, v: string, choices: readonly T[]): T {
   if (!(choices as readonly string[]).includes(v)) throw new UsageError(`${flag} must be one of ${choices.join(', ')}; got '${v}'`);

@@ -7,7 +7,7 @@
 import { readdir, realpath, rm, stat, mkdir } from 'node:fs/promises';
 import { EXPORT_DTYPES, TOKENIZER_FILES, type ExportDType } from '../io/export';
 import type { Structure } from '../surgeon/options';
-import { choiceFlag, intFlag, numFlag, parseFlags, UsageError } from './args';
+import { choiceFlag, intFlag, numFlag, parseFlags, sizeFlag, UsageError } from './args';
 
 export const METHODS = ['surgeon', 'kobd', 'lobd', 'magnitude', 'sparsegpt', 'wanda'] as const;
 export type CliMethod = (typeof METHODS)[number];
@@ -39,6 +39,8 @@ options:
   --lora-lr X       Adam learning rate of the adapters (implies --lora)
   --lora-targets T  attention (default) | all prunable layers (implies --lora)
   --blocksize N     sparsegpt: columns per lazy block (default 128)
+  --memory-budget S refuse (exit 1, before uploading) a job whose estimated peak GPU memory exceeds S,
+                    e.g. 4GiB or 512MiB, naming what would fit; also caps the automatic --batch
   --eval FILE       evaluation text or .json ids: dense and pruned perplexity (ALGORITHM.md §10)
   --eval-windows N  evaluate on the first N windows only (default all)
   --eval-seqlen N   tokens per evaluation window (default max_position_embeddings)
@@ -55,7 +57,7 @@ const FLAGS = {
   '--fisher-samples': 'string', '--damping-g': 'string', '--damping-a': 'string', '--max-correlate': 'string',
   '--max-chunk': 'string', '--eval': 'string', '--eval-windows': 'string', '--eval-seqlen': 'string',
   '--eval-every-shot': 'bool', '--lora': 'bool', '--lora-rank': 'string', '--lora-lr': 'string', '--lora-targets': 'string',
-  '--dtype': 'string', '--raw': 'bool', '--force': 'bool', '--quiet': 'bool', '--blocksize': 'string',
+  '--dtype': 'string', '--memory-budget': 'string', '--raw': 'bool', '--force': 'bool', '--quiet': 'bool', '--blocksize': 'string',
 } as const;
 
 // Flags of the multi-shot LLM Surgeon family that the sequential peers (sparsegpt, wanda) do not have.
@@ -69,6 +71,8 @@ export interface PruneArgs {
   eval?: string; evalWindows?: number; evalSeqlen?: number; evalEveryShot: boolean;
   lora?: { rank?: number; lr?: number; targets?: 'attention' | 'all' };
   dtype?: ExportDType; raw: boolean; force: boolean; quiet: boolean;
+  /** Bytes the job's estimated peak GPU memory may reach (--memory-budget). */
+  memoryBudget?: number;
 }
 
 export function parsePruneArgs(argv: string[]): PruneArgs | 'help' {
@@ -122,6 +126,7 @@ export function parsePruneArgs(argv: string[]): PruneArgs | 'help' {
     eval: evalFile, evalWindows: int('--eval-windows'), evalSeqlen: int('--eval-seqlen', 2), evalEveryShot: f.has('--eval-every-shot'),
     dtype: f.has('--dtype') ? choiceFlag('--dtype', f.get('--dtype')!, EXPORT_DTYPES) : undefined,
     raw: f.has('--raw'), force: f.has('--force'), quiet: f.has('--quiet'),
+    memoryBudget: f.has('--memory-budget') ? sizeFlag('--memory-budget', f.get('--memory-budget')!) : undefined,
     lora: ['--lora', '--lora-rank', '--lora-lr', '--lora-targets'].some((flag) => f.has(flag))
       ? {
           rank: int('--lora-rank'),

@@ -4,8 +4,8 @@
  * - sparsegpt / wanda → the sequential peers (src/surgeon/peers, ALGORITHM.md §9).
  * planPrune() validates the options against the model's config (a UsageError naming the problem), picks
  * the K-FAC batch when --batch is absent, and checks the job's estimated peak GPU memory against the
- * device's limits (api/job-memory.ts, the check runPruneJob does: LimitExceededError naming the limit and
- * what would fit) — all before the model is uploaded. It returns what report.json records about the
+ * device's limits and the --memory-budget (api/job-memory.ts, the check runPruneJob does: LimitExceededError
+ * naming the limit and what would fit) — all before the model is uploaded. It returns what report.json records about the
  * options, the estimate, and a run() that prunes the uploaded model in place.
  */
 
@@ -73,7 +73,7 @@ export function planPrune(
       structure: a.structure as PeerOptions['structure'], sparsity: a.sparsity, blocksize: a.blocksize, percdamp: a.dampingA, signal,
     };
     const r = asUsage(() => resolvePeer({ prunableLayers: () => layers }, po, method));
-    const memory = checkJobMemory(cfg, job, lim);
+    const memory = checkJobMemory(cfg, job, lim, a.memoryBudget);
     const t0 = performance.now();
     po.onProgress = (p) => {
       const f = (p.layer + p.fraction) / p.layers, el = (performance.now() - t0) / 1000;
@@ -107,9 +107,9 @@ export function planPrune(
   let batch = a.batch, autoBatch: number | undefined;
   if (batch === undefined && calib.length > 0 && a.method !== 'magnitude') {
     // Fill a large GPU (more windows per K-FAC forward/backward) while the estimated peak stays small.
-    batch = autoBatch = autoKfacBatch(cfg, jobMemorySettings(job), lim, AUTO_BATCH_BUDGET);
+    batch = autoBatch = autoKfacBatch(cfg, jobMemorySettings(job), lim, Math.min(AUTO_BATCH_BUDGET, a.memoryBudget ?? Infinity));
   }
-  const memory = checkJobMemory(cfg, { ...job, batch }, lim);
+  const memory = checkJobMemory(cfg, { ...job, batch }, lim, a.memoryBudget);
   return {
     summary: `${r.method} ${a.structure} to ${a.sparsity} in ${r.shots} shot(s)`,
     nm: r.nm,

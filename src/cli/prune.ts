@@ -130,9 +130,9 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   // Options, K-FAC batch and the estimated peak checked before the model is uploaded (LimitExceededError: exit 1).
   const prune = planPrune(a, cfg, calib, seqlen, evalIds ? { ids: evalIds, seqlen: evalSeqlen, windows: evalWindows } : undefined, progress, signal, deviceLimits(ctx));
   if (prune.autoBatch !== undefined) {
-    log(`K-FAC batch: ${prune.autoBatch} window(s) per forward/backward (the most ≤ 16 within ${AUTO_BATCH_BUDGET / 2 ** 30} GiB or the job's own estimated peak; --batch to set)`);
+    log(`K-FAC batch: ${prune.autoBatch} window(s) per forward/backward (the most ≤ 16 within ${mib(Math.min(AUTO_BATCH_BUDGET, a.memoryBudget ?? Infinity))} or the job's own estimated peak; --batch to set)`);
   }
-  log(`estimated peak GPU memory ${mib(prune.memory.peak)} (weights ${mib(prune.memory.weights)}; largest buffer ${mib(prune.memory.largest.bytes)}: ${prune.memory.largest.what})`);
+  log(`estimated peak GPU memory ${mib(prune.memory.peak)} (weights ${mib(prune.memory.weights)}; largest buffer ${mib(prune.memory.largest.bytes)}: ${prune.memory.largest.what})${a.memoryBudget ? ` within --memory-budget ${mib(a.memoryBudget)}` : ''}`);
   const inUse = ctx.pool.bytesInUse;
   ctx.pool.peakBytesInUse = inUse;
   const model = await OptModel.fromCheckpoint(ctx, ckpt);
@@ -205,7 +205,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
       note: `dense: source weights; pruned: the weights as exported (${dtype})${a.evalEveryShot ? '; per-shot values in shots[] use the float32 GPU weights' : ''}`,
     } : null,
     // GPU pool bytes of this run (weights included; what was in use before the upload excluded)
-    memory: { estimatedPeakBytes: prune.memory.peak, measuredPeakBytes: measuredPeak },
+    memory: { estimatedPeakBytes: prune.memory.peak, measuredPeakBytes: measuredPeak, budgetBytes: a.memoryBudget ?? null },
     seconds: { ...sec, phases: rep.seconds },
     export: { dir: a.out, dtype, files: Object.fromEntries(Object.entries(folder.files).map(([k, v]) => [k, v.length])) },
   };
