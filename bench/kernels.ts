@@ -183,8 +183,8 @@ async function main() {
   }
 
   // epilogue: the K-FAC forward's residual matmuls (C += x·Wᵀ + b) ran 7–13× slower than the same product
-  // without accumulate on the H200 (kfac table, 2026-11-28); every transB × bias × accumulate combination
-  // at those shapes, default variant, to see which option costs what.
+  // without accumulate on the H200 (kfac table, 2026-11-28; fixed by matmul.wgsl's EPI_UNROLL); every
+  // transB × bias × accumulate combination at those shapes, default variant, to see which option costs what.
   const epilogueRows: Array<Record<string, string | number | null>> = [];
   if (want('epilogue')) {
     const epi: Array<Record<string, string | number | null>> = [];

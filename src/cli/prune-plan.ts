@@ -38,15 +38,15 @@ export interface PrunePlan {
   nm?: { n: number; m: number };
   /** Resolved options (defaults filled in) for report.json. */
   options: Record<string, unknown>;
-  /** K-FAC batch chosen for a run without --batch (autoKfacBatch), undefined otherwise. */
-  autoBatch?: number;
+  /** K-FAC batch chosen for a run without --batch (autoKfacBatch) and the peak it was chosen within; undefined otherwise. */
+  autoBatch?: { batch: number; budget: number };
   /** Estimated peak GPU memory of the run (the weights included). */
   memory: MemoryEstimate | PeerMemoryEstimate;
   run(ctx: GpuContext, model: OptModel): Promise<PruneOutcome>;
 }
 
 // Estimated peak GPU memory up to which the CLI raises the K-FAC batch on its own (--batch overrides).
-export const AUTO_BATCH_BUDGET = 4 * 2 ** 30;
+const AUTO_BATCH_BUDGET = 4 * 2 ** 30;
 
 /** Options that do not fit the model (PruneConfigError, ShapeError) become UsageErrors. */
 function asUsage<T>(f: () => T): T {
@@ -104,10 +104,12 @@ export function planPrune(
   };
   const r = asUsage(() => resolveOptions(opts, layers, calib));
   job.resolved = r;
-  let batch = a.batch, autoBatch: number | undefined;
+  let batch = a.batch, autoBatch: PrunePlan['autoBatch'];
   if (batch === undefined && calib.length > 0 && a.method !== 'magnitude') {
     // Fill a large GPU (more windows per K-FAC forward/backward) while the estimated peak stays small.
-    batch = autoBatch = autoKfacBatch(cfg, jobMemorySettings(job), lim, Math.min(AUTO_BATCH_BUDGET, a.memoryBudget ?? Infinity));
+    const budget = Math.min(AUTO_BATCH_BUDGET, a.memoryBudget ?? Infinity);
+    batch = autoKfacBatch(cfg, jobMemorySettings(job), lim, budget);
+    autoBatch = { batch, budget };
   }
   const memory = checkJobMemory(cfg, { ...job, batch }, lim, a.memoryBudget);
   return {

@@ -25,7 +25,7 @@ import { deviceLimits, mib } from '../api/memory';
 import { PruneAbortedError, PruneConfigError } from '../surgeon/options';
 import { describeError, readIds, UsageError } from './args';
 import { parsePruneArgs, prepareOut, PRUNE_USAGE, type PruneArgs } from './prune-args';
-import { AUTO_BATCH_BUDGET, planPrune } from './prune-plan';
+import { planPrune } from './prune-plan';
 import { allocation, countLayerZeros, makeLog } from './prune-report';
 
 const now = () => performance.now();
@@ -130,7 +130,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   // Options, K-FAC batch and the estimated peak checked before the model is uploaded (LimitExceededError: exit 1).
   const prune = planPrune(a, cfg, calib, seqlen, evalIds ? { ids: evalIds, seqlen: evalSeqlen, windows: evalWindows } : undefined, progress, signal, deviceLimits(ctx));
   if (prune.autoBatch !== undefined) {
-    log(`K-FAC batch: ${prune.autoBatch} window(s) per forward/backward (the most ≤ 16 within ${mib(Math.min(AUTO_BATCH_BUDGET, a.memoryBudget ?? Infinity))} or the job's own estimated peak; --batch to set)`);
+    log(`K-FAC batch: ${prune.autoBatch.batch} window(s) per forward/backward (the most ≤ 16 within ${mib(prune.autoBatch.budget)} or the job's own estimated peak; --batch to set)`);
   }
   log(`estimated peak GPU memory ${mib(prune.memory.peak)} (weights ${mib(prune.memory.weights)}; largest buffer ${mib(prune.memory.largest.bytes)}: ${prune.memory.largest.what})${a.memoryBudget ? ` within --memory-budget ${mib(a.memoryBudget)}` : ''}`);
   const inUse = ctx.pool.bytesInUse;
