@@ -1,5 +1,6 @@
-// OPT input embedding: x[r, j] = Etok[ids[r], j] + Epos[(r mod T) + 2 + posOffset, j]
-// (learned positions with HF OPT's offset of 2). Rows are B sequences of T tokens, ids are u32.
+// Input embedding: x[r, j] = Etok[ids[r], j] + Epos[(r mod T) + 2 + posOffset, j] (OPT's learned
+// positions with HF's offset of 2), or with NOPOS just Etok[ids[r], j] (Llama: positions enter through
+// RoPE; the epos binding is then bound to Etok and never read). Rows are B sequences of T tokens, ids are u32.
 // One thread per output element (memory bound; rows of d ≥ 768 floats read coalesced), grid folded
 // into y. An id ≥ vocab or a position ≥ maxPos writes NaN so that the error cannot go unnoticed
 // (ids live on the GPU; checking them on the host would need a readback).
@@ -22,9 +23,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let j = i - r * p.d;
   let id = ids[r];
   let pos = r % p.T + 2u + p.posOffset;
+#if NOPOS
+  if (id >= p.vocab) {
+    x[i] = bitcast<f32>(0x7fc00000u | p._p0);
+    return;
+  }
+  x[i] = etok[id * p.d + j];
+#else
   if (id >= p.vocab || pos >= p.maxPos) {
     x[i] = bitcast<f32>(0x7fc00000u | p._p0); // _p0 = 0; a runtime value, a constant NaN does not compile
     return;
   }
   x[i] = etok[id * p.d + j] + epos[pos * p.d + j];
+#endif
 }

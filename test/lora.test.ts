@@ -203,7 +203,7 @@ function checkPattern(before: Map<string, Float32Array>, after: Map<string, Floa
 }
 
 describe('options and pruneModel integration', () => {
-  const layers = () => prunableLayers(CFG).map((L) => ({ ...L, inputKey: L.name, layer: 0 }));
+  const layers = () => prunableLayers(CFG).map((L) => ({ ...L, type: L.name.split('.').pop()!, bias: true, inputKey: L.name, layer: 0 }));
   it.each([
     { rank: 0 }, { rank: 1.5 }, { rank: 17 }, { alpha: 0 }, { alpha: Number.NaN }, { lr: -1 }, { lr: Infinity },
     { epochs: 0 }, { fraction: 0 }, { fraction: 1.5 }, { batch: 0 }, { seed: 0.5 }, { targets: 'mlp' }, { rnak: 8 },

@@ -12,7 +12,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { GpuContext } from '../src/gpu/context';
-import { OptModel } from '../src/model/opt';
+import { OptModel } from '../src/model/model';
 import { refSparseGPT, refTargetCount, refWanda, type RefPeerOptions } from '../src/reference/peers';
 import { prunableLayers, type RefOpt } from '../src/reference/opt';
 import { tinyOpt } from '../src/reference/tinyopt';

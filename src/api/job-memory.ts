@@ -5,7 +5,7 @@
  * limit and what would fit), before any GPU work.
  */
 
-import type { OptConfig } from '../io/config';
+import type { ModelConfig } from '../io/config';
 import { defaultKfacBatch } from '../model/kfac';
 import type { Resolved } from '../surgeon/options';
 import { checkPruneMemory, type DeviceLimits, type MemoryEstimate, type MemorySettings } from './memory';
@@ -44,7 +44,7 @@ export function jobMemorySettings(j: JobMemory): MemorySettings {
 }
 
 /** The job's estimated peak GPU memory; throws LimitExceededError when it cannot fit (budget: as checkFit). */
-export function checkJobMemory(c: OptConfig, j: JobMemory, lim: DeviceLimits, budget?: number, inUse = 0): MemoryEstimate | PeerMemoryEstimate {
+export function checkJobMemory(c: ModelConfig, j: JobMemory, lim: DeviceLimits, budget?: number, inUse = 0): MemoryEstimate | PeerMemoryEstimate {
   const s = jobMemorySettings(j);
   return isPeerMethod(j.method) ? checkPeerMemory(c, { ...s, method: j.method }, lim, budget, inUse) : checkPruneMemory(c, s, lim, budget, inUse);
 }

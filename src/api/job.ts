@@ -11,7 +11,8 @@ import type { LoadedCheckpoint } from '../io/checkpoint';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
 import { calibrationWindows, evaluationWindows } from '../io/wikitext';
 import { perplexity } from '../model/eval';
-import { OptModel, prunableLayersOf } from '../model/opt';
+import { DecoderModel } from '../model/model';
+import { prunableLayersOf } from '../arch/registry';
 import { PruneConfigError, resolveOptions, type PruneOptions, type PruneProgress, type PruneReport } from '../surgeon/options';
 import { sparsegptPrune, wandaPrune } from '../surgeon/peers/index';
 import { pruneModel } from '../surgeon/prune';
@@ -109,7 +110,7 @@ export function modelFingerprint(host: HostModel): string {
 
 export async function runPruneJob(
   ctx: GpuContext, host: HostModel, opts: PruneJobOptions, run: { keepGpu?: boolean } = {},
-): Promise<PruneResult & { gpu?: OptModel }> {
+): Promise<PruneResult & { gpu?: DecoderModel }> {
   const cfg = host.config;
   const signal = opts.signal;
   const emit = progressEmitter(opts.onProgress);
@@ -174,7 +175,7 @@ export async function runPruneJob(
   // ---- GPU copy of the model (the host arrays are only read) ----
   ctx.pool.peakBytesInUse = ctx.pool.bytesInUse;
   emit({ phase: 'upload', fraction: 0 }, true);
-  const gpu = await OptModel.fromCheckpoint(ctx, { ...host, tensors: weights });
+  const gpu = await DecoderModel.fromCheckpoint(ctx, { ...host, tensors: weights });
   let keep = false;
   try {
     let densePerplexity = state?.densePerplexity;
@@ -245,7 +246,7 @@ async function runPeerJob(
   }, deviceLimits(ctx), opts.memoryBudget, ctx.pool.bytesInUse);
   emit({ phase: 'upload', fraction: 0 }, true);
   ctx.pool.peakBytesInUse = ctx.pool.bytesInUse;
-  const gpu = await OptModel.fromCheckpoint(ctx, host);
+  const gpu = await DecoderModel.fromCheckpoint(ctx, host);
   try {
     const ppl = async (phase: string) => evalSpec && (await perplexity(ctx, gpu, evalSpec.ids, {
       seqlen: evalSpec.seqlen, windows: evalSpec.windows, signal: opts.signal, onProgress: (d, n) => emit({ phase, fraction: phase === 'eval' ? 0.95 : 0, phaseFraction: d / n }),

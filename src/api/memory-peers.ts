@@ -25,7 +25,7 @@
  * the pass sets the peak (equal to the byte on its runs); the evaluation term is memory.ts's upper bound.
  */
 
-import type { OptConfig } from '../io/config';
+import type { ModelConfig } from '../io/config';
 import { NB } from '../kernels/cholesky';
 import { COL_TILE } from '../kernels/reduce';
 import { MAX_BLOCK } from '../surgeon/peers/kernels';
@@ -98,7 +98,7 @@ function colSums(t: Tally, rows: number, C: number): number {
   }
 }
 
-export function estimatePeerMemory(c: OptConfig, s: MemorySettings & { method: PeerMethod }, lim: DeviceLimits): PeerMemoryEstimate {
+export function estimatePeerMemory(c: ModelConfig, s: MemorySettings & { method: PeerMethod }, lim: DeviceLimits): PeerMemoryEstimate {
   const d = c.hiddenSize, f = c.ffnDim, H = c.numHeads, T = s.seqlen, method = s.method;
   const nm = s.structure && s.structure !== 'element' ? /^(\d+):(\d+)$/.exec(s.structure) : null;
   const blocksize = nm ? MAX_BLOCK - (MAX_BLOCK % Number(nm[2])) : MAX_BLOCK; // resolvePeer's default
@@ -204,7 +204,7 @@ export function estimatePeerMemory(c: OptConfig, s: MemorySettings & { method: P
  * or buffer size, or a peak above budget − inUse); the hint names fewer calibration windows, a shorter
  * seqlen or fewer evaluation windows per batch that fit.
  */
-export function checkPeerMemory(c: OptConfig, s: MemorySettings & { method: PeerMethod }, lim: DeviceLimits, budget?: number, inUse = 0): PeerMemoryEstimate {
+export function checkPeerMemory(c: ModelConfig, s: MemorySettings & { method: PeerMethod }, lim: DeviceLimits, budget?: number, inUse = 0): PeerMemoryEstimate {
   const est = estimatePeerMemory(c, s, lim);
   const stat = s.method === 'sparsegpt' ? 'Hessians' : 'column norms';
   checkFit(est, lim, budget, inUse, `${worstPhase(est.phases)} phase; weights ${mib(est.weights)}, calibration hidden states ${mib(est.hidden)}, one layer's ${stat} ${mib(est.statistics)}`, (fits) => {

@@ -30,7 +30,7 @@
 import type { GpuContext } from '../gpu/context';
 import { bucketSize } from '../gpu/pool';
 import { LimitExceededError } from '../gpu/errors';
-import { expectedOptTensors, type OptConfig } from '../io/config';
+import { expectedTensors, type ModelConfig } from '../io/config';
 import { GRAM_MIN_WORKGROUPS, planGramSplits } from '../kernels/gram';
 import { isCpuAdapter, planSplitK } from '../kernels/matmul';
 import { DEFAULT_CHUNK_BYTES } from '../kernels/xent';
@@ -106,7 +106,7 @@ function loraBatchOf(s: MemorySettings): { windows: number; batch: number } {
 }
 
 /** The prunable linears (ALGORITHM.md §1) of an OPT config: q, k, v share their input. */
-function layersOf(c: OptConfig): Layer[] {
+function layersOf(c: ModelConfig): Layer[] {
   const d = c.hiddenSize, f = c.ffnDim, out: Layer[] = [];
   for (let l = 0; l < c.numLayers; l++) {
     for (let i = 0; i < 3; i++) out.push({ R: d, C: d, key: `${l}.qkv` }); // q, k, v: one input
@@ -116,13 +116,13 @@ function layersOf(c: OptConfig): Layer[] {
 }
 
 /** Rows of one cross-entropy chunk (xent.defaultChunkRows) for N rows. */
-function chunkRowsFor(c: OptConfig, lim: DeviceLimits, N: number): number {
+function chunkRowsFor(c: ModelConfig, lim: DeviceLimits, N: number): number {
   const budget = Math.min(DEFAULT_CHUNK_BYTES, lim.maxStorageBufferBindingSize);
   return Math.min(N, Math.max(1, Math.floor(budget / (4 * c.vocabSize))));
 }
 
 /** Cross-entropy over N rows: logits chunk, chunk copies, loss/lse, optional gradient and its split-K partials. */
-function crossEntropyBytes(c: OptConfig, lim: DeviceLimits, N: number, grad: boolean): number {
+function crossEntropyBytes(c: ModelConfig, lim: DeviceLimits, N: number, grad: boolean): number {
   const d = c.hiddenSize, V = c.vocabSize, ch = chunkRowsFor(c, lim, N);
   let b = f32(ch * V) + 3 * f32(N) + (ch < N ? 2 * f32(ch * d) : 0);
   if (grad) {
@@ -150,14 +150,14 @@ function colSumScratch(n: number, R: number): number {
 }
 
 /** One forward batch without saving (perplexity) over `windows` windows of Te tokens, with its cross-entropy chunk. */
-export function forwardOnlyBytes(c: OptConfig, lim: DeviceLimits, Te: number, windows: number): number {
+export function forwardOnlyBytes(c: ModelConfig, lim: DeviceLimits, Te: number, windows: number): number {
   const Be = Math.max(1, Math.min(windows, Math.floor(EVAL_BATCH_TOKENS / Te)));
   const Ne = Be * Te;
   return 7 * f32(Ne * c.hiddenSize) + f32(Ne * c.ffnDim) + 6 * f32(Ne) + f32(Ne * c.numHeads) + crossEntropyBytes(c, lim, Ne, false) + f32(Be);
 }
 
 /** Perplexity over `windows` windows of `seqlen` tokens: its peak above the weights (forwardOnlyBytes) and its largest buffer, the logits chunk. */
-export function evaluationOf(c: OptConfig, lim: DeviceLimits, ev: { seqlen: number; windows: number }): { bytes: number; largest: { bytes: number; what: string } } {
+export function evaluationOf(c: ModelConfig, lim: DeviceLimits, ev: { seqlen: number; windows: number }): { bytes: number; largest: { bytes: number; what: string } } {
   const Ne = Math.max(1, Math.min(ev.windows, Math.floor(EVAL_BATCH_TOKENS / ev.seqlen))) * ev.seqlen;
   const rows = chunkRowsFor(c, lim, Ne);
   return { bytes: forwardOnlyBytes(c, lim, ev.seqlen, ev.windows), largest: { bytes: 4 * rows * c.vocabSize, what: `evaluation logits chunk (${rows} × ${c.vocabSize})` } };
@@ -171,9 +171,9 @@ export function gramScratch(n: number, rows: number, lim: DeviceLimits): number 
 }
 
 /** Pool bytes of the model's weights (every tensor of the config) and its largest tensor. */
-export function weightsOf(c: OptConfig): { weights: number; largest: { bytes: number; what: string } } {
+export function weightsOf(c: ModelConfig): { weights: number; largest: { bytes: number; what: string } } {
   let weights = 0, largest = { bytes: 0, what: '' };
-  for (const [name, shape] of expectedOptTensors(c)) {
+  for (const [name, shape] of expectedTensors(c)) {
     const n = shape.reduce((a, b) => a * b, 1);
     weights += f32(n);
     if (4 * n > largest.bytes) largest = { bytes: 4 * n, what: `weight ${name}` };
@@ -181,7 +181,7 @@ export function weightsOf(c: OptConfig): { weights: number; largest: { bytes: nu
   return { weights, largest };
 }
 
-export function estimatePruneMemory(c: OptConfig, s: MemorySettings, lim: DeviceLimits): MemoryEstimate {
+export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: DeviceLimits): MemoryEstimate {
   const d = c.hiddenSize, f = c.ffnDim, H = c.numHeads, V = c.vocabSize, Lc = c.numLayers;
   const method = s.method ?? 'surgeon';
   const curvature = method !== 'magnitude';
@@ -298,7 +298,7 @@ export function estimatePruneMemory(c: OptConfig, s: MemorySettings, lim: Device
  * fits. More windows per batch fill a large GPU better (opt-mini on an H200: 3.6 s per K-FAC pass at 2,
  * 2.5 s at 16) at the price of activations that grow with the batch.
  */
-export function autoKfacBatch(c: OptConfig, s: MemorySettings, lim: DeviceLimits, budget: number, maxBatch = 16): number {
+export function autoKfacBatch(c: ModelConfig, s: MemorySettings, lim: DeviceLimits, budget: number, maxBatch = 16): number {
   const base = defaultKfacBatch(s.seqlen);
   const top = Math.min(maxBatch, s.nsamples);
   const cap = Math.max(budget, estimatePruneMemory(c, { ...s, batch: Math.min(base, s.nsamples) }, lim).peak);
@@ -369,14 +369,14 @@ export function hintText(tries: string[], floor: Fit): string {
  * Throw LimitExceededError when the job cannot fit: a buffer above maxStorageBufferBindingSize or
  * maxBufferSize, or (with `budget`) a peak above budget − inUse. The hint names settings that fit.
  */
-export function checkPruneMemory(c: OptConfig, s: MemorySettings, lim: DeviceLimits, budget?: number, inUse = 0): MemoryEstimate {
+export function checkPruneMemory(c: ModelConfig, s: MemorySettings, lim: DeviceLimits, budget?: number, inUse = 0): MemoryEstimate {
   const est = estimatePruneMemory(c, s, lim);
   checkFit(est, lim, budget, inUse, `${worstPhase(est.phases)} phase; weights ${mib(est.weights)}, K-FAC factors ${mib(est.factors)}`, (fits) => suggest(c, s, lim, fits));
   return est;
 }
 
 /** What would fit: the largest calibration batch, else the longest seqlen at batch 1, and evaluation windows per batch. */
-function suggest(c: OptConfig, s: MemorySettings, lim: DeviceLimits, fits: (e: MemoryEstimate) => boolean): string {
+function suggest(c: ModelConfig, s: MemorySettings, lim: DeviceLimits, fits: (e: MemoryEstimate) => boolean): string {
   const tries: string[] = [];
   const est = (x: MemorySettings) => estimatePruneMemory(c, x, lim);
   const B = est(s).batch;

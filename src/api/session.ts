@@ -12,7 +12,7 @@ import { loadCheckpoint, type LoadedCheckpoint, type ModelSource } from '../io/c
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
 import { evaluationWindows } from '../io/wikitext';
 import { matmul } from '../kernels/matmul';
-import { generate as generateTokens, OptModel, perplexity } from '../model/index';
+import { generate as generateTokens, DecoderModel, perplexity } from '../model/index';
 import { cachedFetch, clearCache } from './cache';
 import { NoModelError } from './errors';
 import { exportZip } from './export';
@@ -41,7 +41,7 @@ interface Loaded {
   current: HostModel;
   tokenizer?: TextTokenizer;
   /** GPU copy of `current` (uploaded lazily; dropped during a prune and after a lost device). */
-  model?: OptModel;
+  model?: DecoderModel;
   summary: ModelSummary;
 }
 
@@ -89,7 +89,7 @@ export class SurgeonSession {
       }
       const totalBytes = [...ckpt.tensors.values()].reduce((a, t) => a + t.byteLength, 0);
       throttled({ phase: 'upload', loaded: 0, total: totalBytes }, true);
-      const model = await OptModel.fromCheckpoint(ctx, ckpt);
+      const model = await DecoderModel.fromCheckpoint(ctx, ckpt);
       try {
         await ctx.sync();
       } catch (e) {
@@ -101,9 +101,14 @@ export class SurgeonSession {
       const c = ckpt.config;
       const summary: ModelSummary = {
         label: label ?? ckpt.files[0] ?? 'model',
+        family: c.family,
+        architecture: c.architecture,
+        moduleTypes: [...model.spec.moduleTypes],
         numLayers: c.numLayers,
         hiddenSize: c.hiddenSize,
         numHeads: c.numHeads,
+        numKvHeads: c.numKvHeads,
+        headDim: c.headDim,
         ffnDim: c.ffnDim,
         vocabSize: c.vocabSize,
         maxPositions: c.maxPositions,
@@ -151,7 +156,7 @@ export class SurgeonSession {
     return this.guard(ctx, async () => {
       const t0 = performance.now();
       // Greedy decoding (deterministic: the before/after samples differ only because the weights do).
-      const out = await generateTokens(ctx, await this.gpuModel(ctx), ids, { maxNewTokens: max, stopTokens: [m.ckpt.config.eosTokenId] });
+      const out = await generateTokens(ctx, await this.gpuModel(ctx), ids, { maxNewTokens: max, stopTokens: m.ckpt.config.eosTokenIds });
       return { text: m.tokenizer!.decode(out), promptIds: ids, ids: out, tokens: out.length, seconds: (performance.now() - t0) / 1000 };
     });
   }
@@ -222,7 +227,7 @@ export class SurgeonSession {
     }
     const windows = evaluationWindows(ids, opts.seqlen, opts.windows).length;
     return this.guard(ctx, async () => {
-      const model = await OptModel.fromCheckpoint(ctx, host);
+      const model = await DecoderModel.fromCheckpoint(ctx, host);
       try {
         const t0 = performance.now();
         const r = await perplexity(ctx, model, ids, { seqlen: opts.seqlen, windows, onProgress: (d, n) => onProgress?.({ phase: 'evaluate', fraction: d / n }) });
@@ -312,9 +317,9 @@ export class SurgeonSession {
   }
 
   /** The GPU copy of the current weights, uploaded if it was dropped. */
-  private async gpuModel(ctx: GpuContext): Promise<OptModel> {
+  private async gpuModel(ctx: GpuContext): Promise<DecoderModel> {
     const m = this.needModel();
-    m.model ??= await OptModel.fromCheckpoint(ctx, m.current);
+    m.model ??= await DecoderModel.fromCheckpoint(ctx, m.current);
     return m.model;
   }
 

@@ -35,9 +35,17 @@ export interface LoadProgress {
 
 export interface ModelSummary {
   label: string;
+  /** Model family ('opt', 'llama') and checkpoint class ("OPTForCausalLM", "MistralForCausalLM", …). */
+  family: 'opt' | 'llama';
+  architecture: string;
+  /** Module labels of one layer's prunable linears, in order ("q_proj", …, "fc2" / "down_proj"). */
+  moduleTypes: string[];
   numLayers: number;
   hiddenSize: number;
   numHeads: number;
+  /** Key/value heads (grouped-query attention) and the head dimension. */
+  numKvHeads: number;
+  headDim: number;
   ffnDim: number;
   vocabSize: number;
   maxPositions: number;

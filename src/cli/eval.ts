@@ -13,7 +13,7 @@ import { SurgeonError } from '../errors';
 import { loadCheckpoint } from '../io/checkpoint';
 import { loadTokenizer } from '../io/tokenizer';
 import { perplexity } from '../model/eval';
-import { OptModel } from '../model/opt';
+import { DecoderModel } from '../model/model';
 import { intFlag, parseFlags, readIds, UsageError } from './args';
 
 const USAGE = `usage: llm-surgeon eval --model <dir|url|hub-id> --text <file> [--seqlen N] [--windows N] [--batch N] [--raw]
@@ -62,7 +62,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     ctx = await GpuContext.create();
     const info = ctx.gpu.info;
     process.stderr.write(`model ${args.model}: ${ckpt.config.numLayers} layers, d=${ckpt.config.hiddenSize}, ${ids.length} tokens; GPU ${info.vendor} ${info.device || info.description}\n`);
-    const model = await OptModel.fromCheckpoint(ctx, ckpt);
+    const model = await DecoderModel.fromCheckpoint(ctx, ckpt);
     const t1 = performance.now();
     const res = await perplexity(ctx, model, ids, {
       seqlen: args.seqlen, windows: args.windows, batch: args.batch,

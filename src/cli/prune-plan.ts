@@ -14,8 +14,9 @@ import { autoKfacBatch, type DeviceLimits, type MemoryEstimate } from '../api/me
 import type { PeerMemoryEstimate } from '../api/memory-peers';
 import type { GpuContext } from '../gpu/context';
 import { ShapeError } from '../gpu/errors';
-import type { OptConfig } from '../io/config';
-import { prunableLayersOf, type OptModel } from '../model/opt';
+import type { ModelConfig } from '../io/config';
+import { prunableLayersOf } from '../arch/registry';
+import type { DecoderModel } from '../model/model';
 import { PruneConfigError, resolveOptions, type PruneOptions, type PruneReport } from '../surgeon/options';
 import { sparsegptPrune, wandaPrune, resolvePeer, type PeerOptions } from '../surgeon/peers/index';
 import { pruneModel } from '../surgeon/prune';
@@ -42,7 +43,7 @@ export interface PrunePlan {
   autoBatch?: { batch: number; budget: number };
   /** Estimated peak GPU memory of the run (the weights included). */
   memory: MemoryEstimate | PeerMemoryEstimate;
-  run(ctx: GpuContext, model: OptModel): Promise<PruneOutcome>;
+  run(ctx: GpuContext, model: DecoderModel): Promise<PruneOutcome>;
 }
 
 // Estimated peak GPU memory up to which the CLI raises the K-FAC batch on its own (--batch overrides).
@@ -59,7 +60,7 @@ function asUsage<T>(f: () => T): T {
 }
 
 export function planPrune(
-  a: PruneArgs, cfg: OptConfig, calib: Int32Array[], seqlen: number, evaluate: PruneOptions['evaluate'],
+  a: PruneArgs, cfg: ModelConfig, calib: Int32Array[], seqlen: number, evaluate: PruneOptions['evaluate'],
   progress: (p: ProgressLine) => void, signal: AbortSignal, lim: DeviceLimits,
 ): PrunePlan {
   const layers = prunableLayersOf(cfg);

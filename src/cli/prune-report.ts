@@ -4,7 +4,7 @@
  * linear, ALGORITHM.md §1), N:M group checks, and per-decoder-layer aggregation for report.json.
  */
 
-import type { PrunableLayer } from '../model/opt';
+import type { PrunableLayer } from '../model/model';
 
 const PROGRESS_INTERVAL_S = 3; // one progress line every few seconds: readable in logs, not spam
 

@@ -20,7 +20,7 @@ import { openSource } from '../io/sources';
 import { loadTokenizer } from '../io/tokenizer';
 import { calibrationWindows } from '../io/wikitext';
 import { perplexity } from '../model/eval';
-import { OptModel } from '../model/opt';
+import { DecoderModel } from '../model/model';
 import { deviceLimits, mib } from '../api/memory';
 import { PruneAbortedError, PruneConfigError } from '../surgeon/options';
 import { describeError, readIds, UsageError } from './args';
@@ -135,7 +135,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   log(`estimated peak GPU memory ${mib(prune.memory.peak)} (weights ${mib(prune.memory.weights)}; largest buffer ${mib(prune.memory.largest.bytes)}: ${prune.memory.largest.what})${a.memoryBudget ? ` within --memory-budget ${mib(a.memoryBudget)}` : ''}`);
   const inUse = ctx.pool.bytesInUse;
   ctx.pool.peakBytesInUse = inUse;
-  const model = await OptModel.fromCheckpoint(ctx, ckpt);
+  const model = await DecoderModel.fromCheckpoint(ctx, ckpt);
   const layers = model.prunableLayers();
   lap('upload');
 

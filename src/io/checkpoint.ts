@@ -1,6 +1,6 @@
 /**
- * Load a Hugging Face OPT checkpoint folder into f32 tensors keyed by canonical name.
- * Steps: config.json → expected names/shapes; model.safetensors (preferred, as transformers does) or
+ * Load a Hugging Face checkpoint folder of a supported family (OPT, Llama/Mistral/Qwen2) into f32 tensors
+ * keyed by canonical name. Steps: config.json → family (arch/registry) → expected names/shapes; model.safetensors (preferred, as transformers does) or
  * model.safetensors.index.json + shards; every header validated; names normalised ("decoder.x" →
  * "model.decoder.x"); missing / extra / wrong-shape tensors rejected; values upcast to f32 into new arrays;
  * non-finite weights rejected unless allowNonFinite. For sharded checkpoints the index is checked against
@@ -12,7 +12,8 @@
  * a config/checkpoint mismatch.
  */
 
-import { canonicalOptName, expectedOptTensors, parseOptConfig, type OptConfig } from './config';
+import { familySpec, parseModelConfig, type ModelConfig } from './config';
+import type { FamilySpec } from '../arch/types';
 import { CheckpointFormatError, NonFiniteWeightsError } from './errors';
 import { parseSafetensors, tensorToF32 } from './safetensors';
 import { openSource, type Folder, type ModelSource } from './sources';
@@ -20,7 +21,7 @@ import { openSource, type Folder, type ModelSource } from './sources';
 export type { ModelSource } from './sources';
 
 export interface LoadedCheckpoint {
-  config: OptConfig;
+  config: ModelConfig;
   tensors: Map<string, Float32Array>;
   shapes: Map<string, number[]>;
   /** Tensor dtype as stored ("F16", "BF16", "F32", or e.g. "F16+F32" when mixed). */
@@ -52,7 +53,7 @@ function parseJson(bytes: Uint8Array, file: string, kind: 'json' | 'index'): unk
 }
 
 /** Shard list from an index, checked for shape and safe names, and its names checked against the config. */
-function parseIndex(json: unknown, expected: Map<string, number[]>, tied: boolean): Map<string, string> {
+function parseIndex(json: unknown, expected: Map<string, number[]>, tied: boolean, spec: FamilySpec): Map<string, string> {
   const wm = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new CheckpointFormatError('index', `${INDEX} has no weight_map object`);
   const map = new Map<string, string>();
@@ -62,17 +63,17 @@ function parseIndex(json: unknown, expected: Map<string, number[]>, tied: boolea
     }
     map.set(name, file);
   }
-  checkNames([...map.keys()], expected, tied, INDEX);
+  checkNames([...map.keys()], expected, tied, INDEX, spec);
   return map;
 }
 
 /** Canonical names must cover `expected` exactly (plus a tolerated tied lm_head). */
-function checkNames(names: string[], expected: Map<string, number[]>, tied: boolean, where: string): void {
+function checkNames(names: string[], expected: Map<string, number[]>, tied: boolean, where: string, spec: FamilySpec): void {
   const seen = new Set<string>();
   for (const n of names) {
-    const c = canonicalOptName(n);
-    if (tied && c === 'lm_head.weight') continue;
-    if (!expected.has(c)) throw new CheckpointFormatError('extra', `${where}: tensor ${n} is not part of this OPT config`);
+    const c = spec.canonicalName(n);
+    if ((tied && c === 'lm_head.weight') || spec.ignoredTensor?.(c)) continue;
+    if (!expected.has(c)) throw new CheckpointFormatError('extra', `${where}: tensor ${n} is not part of this ${spec.family === 'opt' ? 'OPT' : 'Llama-family'} config`);
     if (seen.has(c)) throw new CheckpointFormatError('extra', `${where}: tensor ${c} appears twice (as ${n})`);
     seen.add(c);
   }
@@ -111,8 +112,9 @@ export async function loadCheckpoint(source: ModelSource, opts: LoadOptions = {}
     return b;
   };
 
-  const config = parseOptConfig(parseJson(await need('config.json', 'missing'), 'config.json', 'json'));
-  const expected = expectedOptTensors(config);
+  const config = parseModelConfig(parseJson(await need('config.json', 'missing'), 'config.json', 'json'));
+  const spec = familySpec(config);
+  const expected = spec.tensors(config);
   const tied = config.tieWordEmbeddings;
   const tensors = new Map<string, Float32Array>();
   const shapes = new Map<string, number[]>();
@@ -123,10 +125,11 @@ export async function loadCheckpoint(source: ModelSource, opts: LoadOptions = {}
     if (only) {
       for (const n of only) if (!st.tensors.has(n)) throw new CheckpointFormatError('index', `${INDEX} places ${n} in ${file}, which lacks it`);
       for (const n of st.tensors.keys()) if (!only.has(n)) throw new CheckpointFormatError('index', `${file} holds ${n}, which ${INDEX} places elsewhere or omits`);
-    } else checkNames([...st.tensors.keys()], expected, tied, file);
+    } else checkNames([...st.tensors.keys()], expected, tied, file, spec);
     for (const info of st.tensors.values()) {
-      const c = canonicalOptName(info.name);
-      const want = c === 'lm_head.weight' && tied ? expected.get('model.decoder.embed_tokens.weight')! : expected.get(c)!;
+      const c = spec.canonicalName(info.name);
+      if (spec.ignoredTensor?.(c)) continue;
+      const want = c === 'lm_head.weight' && tied ? expected.get(spec.embedName)! : expected.get(c)!;
       if (!sameShape(info.shape, want)) {
         throw new CheckpointFormatError('shape', `${file}: ${info.name} has shape [${info.shape}], config.json implies [${want}]`);
       }
@@ -142,7 +145,7 @@ export async function loadCheckpoint(source: ModelSource, opts: LoadOptions = {}
   else {
     const idx = await read(INDEX);
     if (!idx) throw new CheckpointFormatError('missing', `${folder.label}: neither ${SINGLE} nor ${INDEX} found (pytorch_model.bin is not supported)`);
-    const map = parseIndex(parseJson(idx, INDEX, 'index'), expected, tied);
+    const map = parseIndex(parseJson(idx, INDEX, 'index'), expected, tied, spec);
     const byShard = new Map<string, Set<string>>();
     for (const [n, f] of map) byShard.set(f, (byShard.get(f) ?? new Set()).add(n));
     for (const shard of [...byShard.keys()].sort()) ingest(await need(shard, 'index'), shard, byShard.get(shard));

@@ -29,8 +29,11 @@ export class CheckpointFormatError extends SurgeonError {
 /** config.json is well-formed but asks for something this library does not implement, or holds bad values. */
 export class ConfigError extends SurgeonError {}
 
-/** The checkpoint is not an OPT model (model_type / architectures name another family). */
-export class UnsupportedArchitectureError extends SurgeonError {}
+/**
+ * The checkpoint's family (model_type / architectures) or one of its config options is not implemented
+ * (names it). A ConfigError too, so a caller catching config problems catches this one.
+ */
+export class UnsupportedArchitectureError extends ConfigError {}
 
 /** A weight is NaN or ±Inf (names the tensor and the flat index of the first bad element). */
 export class NonFiniteWeightsError extends SurgeonError {

@@ -10,7 +10,7 @@
  * exact zeros. Values that overflow the target dtype (|x| > 65504 for float16) are rejected.
  */
 
-import { parseOptConfig, expectedOptTensors } from './config';
+import { expectedTensors, parseModelConfig } from './config';
 import { decodeToF32, encodeFromF32, type FloatDType } from './dtype';
 import { CheckpointFormatError } from './errors';
 import { writeSafetensors, type TensorToWrite } from './safetensors';
@@ -54,10 +54,10 @@ export function roundTo(data: Float32Array, dtype: ExportDType): Float32Array {
 
 /** Build the folder's files in memory. Throws CheckpointFormatError when `weights` do not fit the config. */
 export function buildHfFolder(configRaw: Record<string, unknown>, weights: Map<string, Float32Array>, opts: ExportOptions = {}): ExportedFolder {
-  const cfg = parseOptConfig(configRaw);
+  const cfg = parseModelConfig(configRaw);
   const dtype = opts.dtype ?? configDType(configRaw) ?? 'float32';
   if (!EXPORT_DTYPES.includes(dtype)) throw new CheckpointFormatError('dtype', `cannot export as ${String(dtype)} (${EXPORT_DTYPES.join(', ')})`);
-  const expected = expectedOptTensors(cfg);
+  const expected = expectedTensors(cfg);
   const tensors: TensorToWrite[] = [];
   for (const [name, shape] of expected) {
     const data = weights.get(name);
@@ -67,7 +67,7 @@ export function buildHfFolder(configRaw: Record<string, unknown>, weights: Map<s
     tensors.push({ name, dtype: ST_DTYPE[dtype], shape: shape.slice(), data });
   }
   const extra = [...weights.keys()].find((k) => !expected.has(k));
-  if (extra) throw new CheckpointFormatError('extra', `export: ${extra} is not part of this OPT config${extra === 'lm_head.weight' ? ' (the head is tied)' : ''}`);
+  if (extra) throw new CheckpointFormatError('extra', `export: ${extra} is not part of this ${cfg.architecture} config${extra === 'lm_head.weight' ? ' (the head is tied)' : ''}`);
   if (dtype !== 'float32') checkRange(tensors, dtype);
   const st = writeSafetensors(tensors, { format: 'pt', ...opts.metadata });
 

@@ -13,6 +13,19 @@ export interface EmbeddingOptions {
   out?: Tensor;
 }
 
+/** Token embedding alone (Llama: positions enter through RoPE): ids [B·T] (u32) → x [B·T, d] = etok[ids]. */
+export function tokenEmbedding(ctx: GpuContext, ids: Tensor, etok: Tensor, opts: { out?: Tensor } = {}): Tensor {
+  if (ids.dtype !== 'u32') throw new ShapeError(`tokenEmbedding: ids must be u32, got ${ids.dtype}`);
+  if (etok.shape.length !== 2) throw new ShapeError(`tokenEmbedding: etok [V, d] expected, got [${etok.shape}]`);
+  const n = ids.size;
+  const [vocab, d] = etok.shape;
+  if (opts.out && opts.out.size !== n * d) throw new ShapeError(`tokenEmbedding: out [${opts.out.shape}] should hold [${n}, ${d}]`);
+  const out = opts.out ?? ctx.empty([n, d]);
+  const u = packUniforms([['u32', n], ['u32', d], ['u32', n], ['u32', 0], ['u32', vocab], ['u32', 0], ['u32', 0], ['u32', 0]]);
+  ctx.dispatch(EMBED, { defines: { NOPOS: true } }, [ids, etok, etok, out], grid1d(Math.ceil((n * d) / 256)), u);
+  return out;
+}
+
 /**
  * OPT token + learned position embedding: ids [B·T] (u32) → x [B·T, d].
  * etok [V, d], epos [maxPos + 2, d] (HF's table includes the offset rows). Out-of-range ids give NaN rows.

@@ -33,8 +33,14 @@ function checkLinear(op: string, W: Tensor, b: Tensor, Wp: Tensor): { R: number;
   return { R, C };
 }
 
-/** W' = [W | b] as a new [R, C+1] tensor. */
-export function packLinear(ctx: GpuContext, W: Tensor, b: Tensor): Tensor {
+/** W' = [W | b] as a new [R, C+1] tensor; without a bias (Llama) W' = W, a new [R, C] copy. */
+export function packLinear(ctx: GpuContext, W: Tensor, b?: Tensor): Tensor {
+  if (!b) {
+    if (W.shape.length !== 2) throw new ShapeError(`packLinear: weight must be [R, C], got [${W.shape}]`);
+    const Wp = ctx.empty(W.shape);
+    ctx.copy(W, Wp);
+    return Wp;
+  }
   const [R, C] = W.shape;
   const Wp = ctx.empty([R, C + 1]);
   checkLinear('packLinear', W, b, Wp);
@@ -42,8 +48,13 @@ export function packLinear(ctx: GpuContext, W: Tensor, b: Tensor): Tensor {
   return Wp;
 }
 
-/** W ← W'[:, :C], b ← W'[:, C] in place. */
-export function unpackLinear(ctx: GpuContext, Wp: Tensor, W: Tensor, b: Tensor): void {
+/** W ← W'[:, :C], b ← W'[:, C] in place (without a bias: W ← W'). */
+export function unpackLinear(ctx: GpuContext, Wp: Tensor, W: Tensor, b?: Tensor): void {
+  if (!b) {
+    if (Wp.size !== W.size) throw new ShapeError(`unpackLinear: W' [${Wp.shape}] and W [${W.shape}] differ in size`);
+    ctx.copy(Wp, W);
+    return;
+  }
   const { R, C } = checkLinear('unpackLinear', W, b, Wp);
   ctx.dispatch(UNPACK, { defines: { UNPACK: true } }, [Wp, W, b], foldedGrid(Math.ceil((R * (C + 1)) / WG)), packUniforms([['u32', R], ['u32', C], ['u32', 0], ['u32', 0]]));
 }

@@ -73,10 +73,14 @@ export function zeroSelected(ctx: GpuContext, Wp: Tensor, rowSel: Tensor, colSel
   ctx.dispatch(ZS, v('zerosel'), [Wp, rowSel, colSel, mask ?? rowSel], grid(R * C1), u4(R, C1, mask ? 1 : 0, 0));
 }
 
-/** N:M group costs over input columns (the last, bias, column is never grouped): gcost [R, C/m], pick [R, C/m] u32 bit sets. */
-export function groupCosts(ctx: GpuContext, cost: Tensor, n: number, m: number): { gcost: Tensor; pick: Tensor } {
+/**
+ * N:M group costs over the C input columns of cost [R, C1] (C1 = C + 1 with a bias column, which is never
+ * grouped; C1 = C without): gcost [R, C/m], pick [R, C/m] u32 bit sets. Groups start at column 0, so they
+ * are the real column groups whether or not a bias column follows.
+ */
+export function groupCosts(ctx: GpuContext, cost: Tensor, n: number, m: number, C = cost.shape[1] - 1): { gcost: Tensor; pick: Tensor } {
   const [R, C1] = dims2('groupCosts', cost);
-  const C = C1 - 1;
+  if (C !== C1 && C !== C1 - 1) throw new ShapeError(`groupCosts: ${C} input columns do not fit cost [${cost.shape}] (C or C + 1 columns)`);
   if (!(Number.isInteger(n) && Number.isInteger(m) && n >= 1 && n < m && m <= 32)) throw new ShapeError(`groupCosts: need 1 ≤ n < m ≤ 32, got ${n}:${m}`);
   if (C % m !== 0) throw new ShapeError(`groupCosts: ${C} input columns are not divisible by m = ${m}`);
   const groups = C / m;
@@ -86,7 +90,7 @@ export function groupCosts(ctx: GpuContext, cost: Tensor, n: number, m: number):
   return { gcost, pick };
 }
 
-/** Mask [R, C1] (1 = prune) of the picked entries of every group whose cost is ≤ tau[0]; the bias column is 0. */
+/** Mask [R, C1] (1 = prune) of the picked entries of every group whose cost is ≤ tau[0]; a bias column is 0. */
 export function groupMask(ctx: GpuContext, gcost: Tensor, pick: Tensor, tau: Tensor, C1: number, m: number): Tensor {
   const [R, groups] = dims2('groupMask', gcost);
   const mask = ctx.zeros([R, C1]);

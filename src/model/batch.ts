@@ -6,7 +6,7 @@ import { NO_LABEL } from '../kernels/xent';
 
 /**
  * ids[b·T + t] = seq_b[t]; labels[b·T + t] = seq_b[t + 1] for t < T−1 and NO_LABEL on each sequence's
- * last row (no next token). The caller has validated the ids (OptModel.checkIds).
+ * last row (no next token). The caller has validated the ids (DecoderModel.checkIds).
  */
 export function uploadBatch(ctx: GpuContext, seqs: ArrayLike<number>[], T: number): { ids: Tensor; labels: Tensor } {
   const B = seqs.length;

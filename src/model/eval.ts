@@ -14,7 +14,7 @@ import { rowSums } from '../kernels/reduce';
 import { crossEntropy } from '../kernels/xent';
 import { uploadBatch } from './batch';
 import { forwardBatch } from './forward';
-import type { OptModel } from './opt';
+import type { DecoderModel } from './model';
 
 export interface PerplexityOptions {
   /** Tokens per window (default max_position_embeddings). */
@@ -38,7 +38,7 @@ export interface PerplexityResult {
 const DEFAULT_BATCH_TOKENS = 8192;
 
 export async function perplexity(
-  ctx: GpuContext, model: OptModel, ids: Int32Array | number[], opts: PerplexityOptions = {},
+  ctx: GpuContext, model: DecoderModel, ids: Int32Array | number[], opts: PerplexityOptions = {},
 ): Promise<PerplexityResult> {
   const { maxPositions } = model.config;
   const T = opts.seqlen ?? maxPositions;

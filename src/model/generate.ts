@@ -12,7 +12,7 @@ import { ShapeError } from '../gpu/errors';
 import { matmul } from '../kernels/matmul';
 import { argmaxRows } from '../kernels/xent';
 import { forwardBatch } from './forward';
-import type { OptModel } from './opt';
+import type { DecoderModel } from './model';
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -46,7 +46,7 @@ function sampleTopK(logits: Float32Array, k: number, temperature: number, u: () 
 }
 
 /** Returns the generated token ids only (not the prompt). */
-export async function generate(ctx: GpuContext, model: OptModel, prompt: number[], opts: GenerateOptions): Promise<number[]> {
+export async function generate(ctx: GpuContext, model: DecoderModel, prompt: number[], opts: GenerateOptions): Promise<number[]> {
   const { maxNewTokens } = opts;
   const topK = opts.topK ?? 1;
   const temperature = opts.temperature ?? 1;

@@ -1,8 +1,8 @@
 /**
  * K-FAC factors of every prunable linear (ALGORITHM.md §2), streamed: per batch of B calibration
  * sequences, one forward with saved activations (each layer input goes into its A accumulator right
- * away, with the ones column for the bias) and one backward per label draw (each ∂L/∂y goes into its
- * G accumulator). Only the (C+1)² and R² accumulators persist, so memory does not grow with the number
+ * away, with the ones column when the layer has a bias) and one backward per label draw (each ∂L/∂y goes into its
+ * G accumulator). Only the (C+1)² (C² without bias) and R² accumulators persist, so memory does not grow with the number
  * of sequences. q/k/v share one input, so one A is accumulated and the same Tensor is returned for all
  * three (disposing it once disposes it for all).
  *
@@ -21,16 +21,16 @@ import { gramAccumulate, mirrorLower } from '../kernels/gram';
 import { backwardBatch, type LinearGrad } from './backward';
 import { forwardBatch, releaseForward } from './forward';
 import { uploadBatch } from './batch';
-import type { OptModel } from './opt';
+import type { DecoderModel } from './model';
 
 export interface KfacResult {
-  /** (C+1)² full symmetric, already divided by N (shared by q/k/v of a layer). */
+  /** (C+1)² with a bias (ones feature last), C² without; full symmetric, already divided by N (shared by the linears of one input). */
   A: Tensor;
   /** R² full symmetric, already divided by N. */
   G: Tensor;
   /** Tokens accumulated (sequences × T). */
   N: number;
-  /** With weightGrads: ∂(mean over sequences of the per-sequence loss)/∂W [R, C] and ∂/∂b [R], true labels. */
+  /** With weightGrads: ∂(mean over sequences of the per-sequence loss)/∂W [R, C] and ∂/∂b [R] (layers with a bias), true labels. */
   dW?: Tensor;
   db?: Tensor;
 }
@@ -71,7 +71,7 @@ function drawSeed(seed: number, batch: number, draw: number): number {
 }
 
 export async function accumulateKfac(
-  ctx: GpuContext, model: OptModel, seqs: Int32Array[], opts: KfacOptions = {},
+  ctx: GpuContext, model: DecoderModel, seqs: Int32Array[], opts: KfacOptions = {},
 ): Promise<Map<string, KfacResult>> {
   const k = opts.fisherSamples ?? 0;
   if (!Number.isInteger(k) || k < 0) throw new ShapeError(`accumulateKfac: fisherSamples must be a non-negative integer, got ${k}`);
@@ -88,6 +88,7 @@ export async function accumulateKfac(
   const layers = model.prunableLayers();
   const A = new Map<string, Tensor>();
   const G = new Map<string, Tensor>();
+  const ones = new Map<string, boolean>(); // per input: the ones feature of its layers' bias
   const grads = opts.weightGrads ? new Map<string, LinearGrad>() : undefined;
   const owned: Tensor[] = [];
   const zeros = (shape: number[]) => {
@@ -97,9 +98,11 @@ export async function accumulateKfac(
   };
   try {
     for (const L of layers) {
-      if (!A.has(L.inputKey)) A.set(L.inputKey, zeros([L.C + 1, L.C + 1]));
+      const n = L.C + (L.bias ? 1 : 0);
+      if (!A.has(L.inputKey)) { A.set(L.inputKey, zeros([n, n])); ones.set(L.inputKey, L.bias); }
+      if (ones.get(L.inputKey) !== L.bias) throw new ShapeError(`accumulateKfac: ${L.name} shares its input with a layer of another bias flag`);
       G.set(L.name, zeros([L.R, L.R]));
-      grads?.set(L.name, { dW: zeros([L.R, L.C]), db: zeros([L.R]) });
+      grads?.set(L.name, { dW: zeros([L.R, L.C]), db: L.bias ? zeros([L.R]) : undefined });
     }
     // Draws per batch: the G passes, plus a true-label pass for weight gradients when G uses samples.
     const draws: Array<{ sample: boolean; g: boolean; w: boolean }> = k === 0
@@ -114,7 +117,7 @@ export async function accumulateKfac(
       const fwd = forwardBatch(ctx, model, ids, B, T, {
         save: true,
         keepInputs: !!grads,
-        onInput: (key, a) => gramAccumulate(ctx, a, A.get(key)!, { ones: true, scale: 1 / N }),
+        onInput: (key, a) => gramAccumulate(ctx, a, A.get(key)!, { ones: ones.get(key), scale: 1 / N }),
       });
       draws.forEach((d, di) => {
         backwardBatch(ctx, model, fwd, labels, B, T, {
@@ -142,9 +145,9 @@ export async function accumulateKfac(
       if (g) {
         // Mean over sequences of the per-sequence loss.
         r.dW = scale(ctx, g.dW, 1 / seqs.length);
-        r.db = scale(ctx, g.db, 1 / seqs.length);
+        if (g.db) r.db = scale(ctx, g.db, 1 / seqs.length);
         g.dW.dispose();
-        g.db.dispose();
+        g.db?.dispose();
       }
       out.set(L.name, r);
     }

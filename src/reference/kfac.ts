@@ -1,6 +1,8 @@
 /**
- * Float64 reference of the K-FAC factors of ALGORITHM.md §2, per prunable linear layer:
- *   A = (1/N) Σ_tokens a' a'ᵀ   ((C+1)², a' = [a; 1])      G = (1/N) Σ_tokens g gᵀ   (R², g = ∂L/∂y)
+ * Float64 reference of the K-FAC factors of ALGORITHM.md §2, per prunable linear layer of any
+ * reference model (OPT, Llama):
+ *   A = (1/N) Σ_tokens a' a'ᵀ   (C1², a' = [a; 1] with a bias, a' = a without: C1 = C + 1 or C)
+ *   G = (1/N) Σ_tokens g gᵀ     (R², g = ∂L/∂y)
  * N = total tokens over all sequences; L = mean CE of one sequence (positions 0..T-2), so the last
  * position has g = 0 but still enters A. Empirical Fisher (true next tokens) by default; with
  * `fisherSamples = k`, labels are drawn k times per sequence from the model's softmax and
@@ -9,9 +11,10 @@
 
 import { ShapeError } from '../gpu/errors';
 import { matmulTN, mulberry32 } from './dense';
-import { prunableLayers, refBackward, refForward, type RefOpt } from './opt';
+import { prunableLayers, refBackward, refForward, type RefModel } from './model';
 
-export interface KfacFactors { A: Float64Array; G: Float64Array; C: number; R: number }
+/** A is C1×C1 with C1 = C + 1 when `bias` (ones feature last), else C×C. */
+export interface KfacFactors { A: Float64Array; G: Float64Array; C: number; R: number; bias: boolean }
 
 /** Gram accumulation acc += Xᵀ X · w for X of shape T×n. */
 function addGram(acc: Float64Array, x: Float64Array, T: number, n: number, w: number): void {
@@ -48,14 +51,14 @@ function sampleLabels(logits: Float64Array, T: number, V: number, u: () => numbe
 }
 
 /** K-FAC factors of every prunable layer (keys: HF module names, e.g. "model.decoder.layers.0.fc1"). Not balanced. */
-export function refKfac(m: RefOpt, seqs: number[][], opts: { fisherSamples?: number; seed?: number } = {}): Map<string, KfacFactors> {
+export function refKfac(m: RefModel, seqs: number[][], opts: { fisherSamples?: number; seed?: number } = {}): Map<string, KfacFactors> {
   const k = opts.fisherSamples ?? 0;
   if (!Number.isInteger(k) || k < 0) throw new ShapeError(`refKfac: fisherSamples must be a non-negative integer, got ${k}`);
   if (seqs.length === 0) throw new ShapeError('refKfac: no calibration sequences');
   const u = mulberry32(opts.seed ?? 0);
   const layers = prunableLayers(m.cfg);
   const out = new Map<string, KfacFactors>();
-  for (const { name, R, C } of layers) out.set(name, { A: new Float64Array((C + 1) ** 2), G: new Float64Array(R * R), C, R });
+  for (const { name, R, C, bias } of layers) out.set(name, { A: new Float64Array((bias ? C + 1 : C) ** 2), G: new Float64Array(R * R), C, R, bias });
   let N = 0;
   for (const ids of seqs) {
     const T = ids.length;
@@ -68,9 +71,9 @@ export function refKfac(m: RefOpt, seqs: number[][], opts: { fisherSamples?: num
     }
     draws.forEach((labels, s) => {
       const b = refBackward(m, ids, { labels });
-      for (const { name, R, C } of layers) {
-        const f = out.get(name)!;
-        if (s === 0) addGram(f.A, withOnes(b.layerInputs.get(name)!, T, C), T, C + 1, 1);
+      for (const { name, R, C, bias } of layers) {
+        const f = out.get(name)!, a = b.layerInputs.get(name)!;
+        if (s === 0) addGram(f.A, bias ? withOnes(a, T, C) : a, T, bias ? C + 1 : C, 1);
         addGram(f.G, b.outputGrads.get(name)!, T, R, 1 / draws.length);
       }
     });

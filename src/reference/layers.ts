@@ -60,28 +60,35 @@ export function layerNormBwdRef(dy: Float64Array, x: Float64Array, gamma: Float6
   return { dx, dgamma, dbeta };
 }
 
-export interface AttnShape { B: number; T: number; H: number; hd: number; scale: number }
+/**
+ * kvH: key/value heads (grouped-query attention, default H): k and v are [B*T, kvH*hd] and query head
+ * h reads kv head floor(h / (H / kvH)). window: causal sliding window, query i sees keys
+ * i − window < j ≤ i (Mistral's sliding_window); default none.
+ */
+export interface AttnShape { B: number; T: number; H: number; hd: number; scale: number; kvH?: number; window?: number }
 
-/** Causal MHA on [B*T, H*hd] q,k,v; scores = scale·q·k. Returns out [B*T, H*hd], lse [B*T, H]. */
+/** Causal (GQA) attention on [B*T, H*hd] q and [B*T, kvH*hd] k, v; scores = scale·q·k. Returns out [B*T, H*hd], lse [B*T, H]. */
 export function attentionRef(q: Float64Array, k: Float64Array, v: Float64Array, s: AttnShape) {
   const { B, T, H, hd, scale } = s;
-  const D = H * hd;
+  const kvH = s.kvH ?? H, W = s.window ?? T;
+  const D = H * hd, Dk = kvH * hd, G = H / kvH;
   const out = new Float64Array(B * T * D), lse = new Float64Array(B * T * H);
   const p = new Float64Array(T);
   for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < T; i++) {
     const qi = (b * T + i) * D + h * hd;
+    const j0 = Math.max(0, i - W + 1), kh = Math.floor(h / G);
     let m = -Infinity;
-    for (let j = 0; j <= i; j++) {
-      const kj = (b * T + j) * D + h * hd;
+    for (let j = j0; j <= i; j++) {
+      const kj = (b * T + j) * Dk + kh * hd;
       let dot = 0;
       for (let c = 0; c < hd; c++) dot += q[qi + c] * k[kj + c];
       p[j] = scale * dot;
       m = Math.max(m, p[j]);
     }
     let l = 0;
-    for (let j = 0; j <= i; j++) l += (p[j] = Math.exp(p[j] - m));
-    for (let j = 0; j <= i; j++) {
-      const vj = (b * T + j) * D + h * hd;
+    for (let j = j0; j <= i; j++) l += (p[j] = Math.exp(p[j] - m));
+    for (let j = j0; j <= i; j++) {
+      const vj = (b * T + j) * Dk + kh * hd;
       for (let c = 0; c < hd; c++) out[qi + c] += (p[j] / l) * v[vj + c];
     }
     lse[(b * T + i) * H + h] = m + Math.log(l);
@@ -89,18 +96,20 @@ export function attentionRef(q: Float64Array, k: Float64Array, v: Float64Array, 
   return { out, lse };
 }
 
-/** Gradients of sum(dOut ∘ attention(q,k,v)) with respect to q, k, v. */
+/** Gradients of sum(dOut ∘ attention(q,k,v)) with respect to q, k, v (dk, dv summed over each kv head's query heads). */
 export function attentionBwdRef(dOut: Float64Array, q: Float64Array, k: Float64Array, v: Float64Array, s: AttnShape) {
   const { B, T, H, hd, scale } = s;
-  const D = H * hd;
+  const kvH = s.kvH ?? H, W = s.window ?? T;
+  const D = H * hd, Dk = kvH * hd, G = H / kvH;
   const { out, lse } = attentionRef(q, k, v, s);
   const dq = new Float64Array(q.length), dk = new Float64Array(k.length), dv = new Float64Array(v.length);
   for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let i = 0; i < T; i++) {
     const qi = (b * T + i) * D + h * hd;
+    const kh = Math.floor(h / G);
     let Di = 0;
     for (let c = 0; c < hd; c++) Di += dOut[qi + c] * out[qi + c];
-    for (let j = 0; j <= i; j++) {
-      const kj = (b * T + j) * D + h * hd;
+    for (let j = Math.max(0, i - W + 1); j <= i; j++) {
+      const kj = (b * T + j) * Dk + kh * hd;
       let dot = 0, dp = 0;
       for (let c = 0; c < hd; c++) {
         dot += q[qi + c] * k[kj + c];

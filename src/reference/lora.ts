@@ -1,12 +1,13 @@
 /**
- * Float64 reference of the low-rank corrections (src/surgeon/lora.ts, ALGORITHM.md §8) on a RefOpt:
+ * Float64 reference of the low-rank corrections (src/surgeon/lora.ts, ALGORITHM.md §8) on a RefModel
+ * (OPT or Llama; adapters act on W only, biases stay as they are):
  * W_eff = W0 + M∘(s·B·A) with M = (W0 ≠ 0); per step the mean over the batch's windows of the
  * per-sequence mean CE, ∂L/∂B = s·(M∘∂L/∂W_eff)·Aᵀ, ∂L/∂A = s·Bᵀ·(M∘∂L/∂W_eff), bias-corrected Adam.
  * Deliberately plain: the gradient comes from refBackward of the full model for every window.
  */
 
 import { matmul, matmulNT, matmulTN } from './dense';
-import { refBackward, type RefOpt } from './opt';
+import { refBackward, type RefModel } from './model';
 
 export interface RefLoraConfig {
   rank: number;
@@ -35,7 +36,7 @@ export function refAdam(p: Float64Array, g: ArrayLike<number>, m: Float64Array, 
 }
 
 /** Adapters on `targets` of m (W0 = the current weights), A from A0 (r×C each), B and the moments 0. */
-export function refLoraInit(m: RefOpt, targets: { name: string; R: number; C: number }[], A0: ArrayLike<number>[], rank: number): RefAdapter[] {
+export function refLoraInit(m: RefModel, targets: { name: string; R: number; C: number }[], A0: ArrayLike<number>[], rank: number): RefAdapter[] {
   return targets.map(({ name, R, C }, i) => ({
     name, R, C, W0: Float64Array.from(m.w.get(`${name}.weight`)!),
     A: Float64Array.from(A0[i]), B: new Float64Array(R * rank),
@@ -44,17 +45,17 @@ export function refLoraInit(m: RefOpt, targets: { name: string; R: number; C: nu
 }
 
 /** A copy of m whose adapted weights are W0 + M∘(s·B·A) (also the absorbed model after training). */
-export function refMerged(m: RefOpt, adapters: RefAdapter[], cfg: RefLoraConfig): RefOpt {
+export function refMerged<M extends RefModel>(m: M, adapters: RefAdapter[], cfg: RefLoraConfig): M {
   const w = new Map(m.w);
   for (const a of adapters) {
     const d = matmul(a.B, a.A, a.R, cfg.rank, a.C);
     w.set(`${a.name}.weight`, a.W0.map((x, i) => (x !== 0 ? x + cfg.scale * d[i] : x)));
   }
-  return { cfg: m.cfg, w };
+  return { ...m, w };
 }
 
 /** One Adam step (t = step number, 1-based) on a batch of windows; returns the batch's mean loss at the pre-step weights. */
-export function refLoraStep(m: RefOpt, adapters: RefAdapter[], seqs: number[][], t: number, cfg: RefLoraConfig): { loss: number } {
+export function refLoraStep(m: RefModel, adapters: RefAdapter[], seqs: number[][], t: number, cfg: RefLoraConfig): { loss: number } {
   const eff = refMerged(m, adapters, cfg);
   const dW = new Map(adapters.map((a) => [a.name, new Float64Array(a.R * a.C)]));
   let loss = 0;

@@ -1,5 +1,5 @@
 /**
- * Float64 references of the peer methods (ALGORITHM.md §9) on tiny OPT models, with the same
+ * Float64 references of the peer methods (ALGORITHM.md §9) on tiny reference models (OPT, Llama), with the same
  * sequential protocol and the same exact, index-tie-broken selections as src/surgeon/peers:
  *
  *   for each decoder layer l: the inputs of its linears come from forwardHidden on the current
@@ -12,6 +12,7 @@
  * r·count + j breaks ties), n:m = the n smallest scores of each group of m at the group's first
  * column (running weights); per column q = masked ? 0 : w, err = (w − q)/U_ii, W1[:, i+1:] −= err·U[i, i+1:];
  * lazy W[:, c1:] −= Err·U[c0:c1, c1:]. Wanda: |W_ij|·‖X_j‖₂, ⌊s·C⌋ smallest per row or n:m per group.
+ * Both act on W only (R×C, n:m groups along its real input columns); biases are never touched.
  *
  * Decision bookkeeping for GPU comparisons: every selection records its own margin (relative gap
  * between the last selected and the first rejected score). With `forceMasks` (e.g. the GPU's zero
@@ -22,7 +23,7 @@
 
 import { ShapeError } from '../gpu/errors';
 import { choleskyF64, spdInverseF64 } from './spd';
-import { forwardHidden, param, prunableLayers, type RefOpt } from './opt';
+import { cloneModel, layerIndexOf, linearInputs, modelParam, prunableLayers, type RefModel } from './model';
 
 export interface RefPeerOptions {
   structure: 'element' | `${number}:${number}`;
@@ -86,18 +87,10 @@ function parseStructure(o: RefPeerOptions): { n: number; m: number } | null {
   return { n: Number(mm[1]), m: Number(mm[2]) };
 }
 
-/** Inputs of the four distinct linear inputs of layer l for every sequence, stacked (rows = tokens). */
-function layerInputs(m: RefOpt, calib: number[][], l: number): Map<string, { X: Float64Array; N: number }> {
-  const p = `model.decoder.layers.${l}.`;
+/** The input of every prunable linear of layer l for every sequence, stacked (rows = tokens). */
+function layerInputs(m: RefModel, calib: number[][], l: number): Map<string, { X: Float64Array; N: number }> {
   const parts = new Map<string, Float64Array[]>();
-  for (const ids of calib) {
-    const c = forwardHidden(m, ids).cache.layers[l];
-    const add = (k: string, a: Float64Array) => parts.set(k, [...(parts.get(k) ?? []), a]);
-    add(`${p}self_attn.q_proj`, c.ln1.out);
-    add(`${p}self_attn.out_proj`, c.attn);
-    add(`${p}fc1`, c.ln2.out);
-    add(`${p}fc2`, c.act);
-  }
+  for (const ids of calib) for (const [k, a] of linearInputs(m, ids, l)) parts.set(k, [...(parts.get(k) ?? []), a]);
   const out = new Map<string, { X: Float64Array; N: number }>();
   for (const [k, list] of parts) {
     const X = new Float64Array(list.reduce((a, x) => a + x.length, 0));
@@ -108,20 +101,18 @@ function layerInputs(m: RefOpt, calib: number[][], l: number): Map<string, { X: 
   return out;
 }
 
-const inputKey = (name: string): string => (/self_attn\.(q|k|v)_proj$/.test(name) ? name.replace(/(q|k|v)_proj$/, 'q_proj') : name);
-
 function sequential(
-  m: RefOpt, calib: number[][], o: RefPeerOptions,
+  m: RefModel, calib: number[][], o: RefPeerOptions,
   pruneLinear: (W: Float64Array, R: number, C: number, X: Float64Array, N: number, d: Decider, forced?: Uint8Array) => Uint8Array,
 ): RefPeerResult {
-  const cur: RefOpt = { cfg: { ...m.cfg }, w: new Map([...m.w].map(([k, v]) => [k, Float64Array.from(v)])) };
+  const cur = cloneModel(m);
   const masks = new Map<string, Uint8Array>();
   const d = new Decider();
   for (let l = 0; l < m.cfg.layers; l++) {
     const inputs = layerInputs(cur, calib, l);
-    for (const { name, R, C } of prunableLayers(m.cfg).filter((L) => L.name.startsWith(`model.decoder.layers.${l}.`))) {
-      const { X, N } = inputs.get(inputKey(name))!;
-      const W = param(cur, `${name}.weight`, R * C);
+    for (const { name, R, C } of prunableLayers(m.cfg).filter((L) => layerIndexOf(L.name) === l)) {
+      const { X, N } = inputs.get(name)!;
+      const W = modelParam(cur, `${name}.weight`, R * C);
       masks.set(name, pruneLinear(W, R, C, X, N, d, o.forceMasks?.get(name)));
     }
   }
@@ -201,11 +192,11 @@ export function refWandaLinear(W: Float64Array, R: number, C: number, X: Float64
 }
 
 /** SparseGPT on the whole tiny model, sequential layer by layer (the input model is not modified). */
-export function refSparseGPT(m: RefOpt, calib: number[][], o: RefPeerOptions): RefPeerResult {
+export function refSparseGPT(m: RefModel, calib: number[][], o: RefPeerOptions): RefPeerResult {
   return sequential(m, calib, o, (W, R, C, X, N, d, f) => refSparseGPTLinear(W, R, C, X, N, o, d, f));
 }
 
 /** Wanda on the whole tiny model, sequential layer by layer (the input model is not modified). */
-export function refWanda(m: RefOpt, calib: number[][], o: RefPeerOptions): RefPeerResult {
+export function refWanda(m: RefModel, calib: number[][], o: RefPeerOptions): RefPeerResult {
   return sequential(m, calib, o, (W, R, C, X, N, d, f) => refWandaLinear(W, R, C, X, N, o, d, f));
 }

@@ -1,11 +1,13 @@
 /**
- * Float64 reference of the LLM Surgeon (ALGORITHM.md §2–§7) for tiny OPT models. Every step is a
- * small exported function so the GPU pipeline can be checked step by step:
- *   layerProblem (W' = [W | b], balanced K-FAC, dead units, damped live inverses)
+ * Float64 reference of the LLM Surgeon (ALGORITHM.md §2–§7) for tiny reference models (OPT, Llama).
+ * Every step is a small exported function so the GPU pipeline can be checked step by step:
+ *   layerProblem (W' = [W | b] or W, balanced K-FAC, dead units, damped live inverses)
  *   → elementCosts / rowColCosts / groupCosts24 → elementThreshold / groupThreshold / structuredThreshold
  *   → rowColUpdate / chunkedElementUpdate → refPrune (linear multi-shot schedule).
- * Conventions: W' is R×C1 row-major with C1 = C+1 (bias last); the structured column candidates are
- * all C1 columns (the bias column included); 2:4 groups are input columns 4g..4g+3 (never the bias);
+ * Conventions: W' is R×C1 row-major; C1 = C+1 (bias last) for a layer with bias, C1 = C without
+ * (Llama; Qwen2's o/gate/up/down), so C1 > C is the bias flag. The structured column candidates are
+ * all C1 columns (the bias column included); 2:4 groups are input columns 4g..4g+3 of the real
+ * columns (never the bias, aligned whether or not a bias column follows);
  * "live" index lists hold the global row/column numbers of the live sub-problem, and G⁻¹/A⁻¹ are
  * indexed in that local (live) numbering.
  */
@@ -13,7 +15,7 @@
 import { ShapeError } from '../gpu/errors';
 import { spdInverse, spdSolve, subMatrix } from './dense';
 import { balanceFactors, refKfac } from './kfac';
-import { prunableLayers, param, type RefOpt } from './opt';
+import { cloneModel, linearHasBias, modelParam, prunableLayers, type RefModel } from './model';
 
 export type Structure = 'element' | 'rows-cols' | '2:4';
 export type Method = 'surgeon' | 'kobd' | 'lobd' | 'magnitude';
@@ -26,9 +28,11 @@ export interface LayerProblem {
   Ginv?: Float64Array; Ainv?: Float64Array; // inv_λ of the live sub-matrices (surgeon only)
 }
 
-/** W' = [W | b] (R×(C+1)) of a linear layer. */
-export function getWPrime(m: RefOpt, name: string, R: number, C: number): Float64Array {
-  const W = param(m, `${name}.weight`, R * C), b = param(m, `${name}.bias`, R);
+/** W' = [W | b] (R×(C+1)) of a linear layer with bias; a copy of W (R×C) without. */
+export function getWPrime(m: RefModel, name: string, R: number, C: number, bias = linearHasBias(m.cfg, name)): Float64Array {
+  const W = modelParam(m, `${name}.weight`, R * C);
+  if (!bias) return Float64Array.from(W);
+  const b = modelParam(m, `${name}.bias`, R);
   const out = new Float64Array(R * (C + 1));
   for (let r = 0; r < R; r++) {
     out.set(W.subarray(r * C, (r + 1) * C), r * (C + 1));
@@ -37,8 +41,10 @@ export function getWPrime(m: RefOpt, name: string, R: number, C: number): Float6
   return out;
 }
 
-/** Write W' back into (new) weight and bias arrays of `w`. */
+/** Write W' back into (new) weight and bias arrays of `w`; a bias is written iff W' has the extra column. */
 export function setWPrime(w: Map<string, Float64Array>, name: string, Wp: Float64Array, R: number, C: number): void {
+  if (Wp.length === R * C) { w.set(`${name}.weight`, Float64Array.from(Wp)); return; }
+  if (Wp.length !== R * (C + 1)) throw new ShapeError(`setWPrime: ${name} W' has ${Wp.length} values, expected ${R * C} or ${R * (C + 1)}`);
   const W = new Float64Array(R * C), b = new Float64Array(R);
   for (let r = 0; r < R; r++) {
     W.set(Wp.subarray(r * (C + 1), r * (C + 1) + C), r * C);
@@ -70,9 +76,10 @@ export function dampedInverse(M: Float64Array, n: number, idx: readonly number[]
   return spdInverse(s, k);
 }
 
-/** Everything one shot needs for one layer; inverses only for the surgeon method. */
-export function layerProblem(m: RefOpt, name: string, R: number, C: number, f: { A: Float64Array; G: Float64Array } | undefined, lambdaG: number, lambdaA: number, withInverses: boolean): LayerProblem {
-  const C1 = C + 1, W = getWPrime(m, name, R, C);
+/** Everything one shot needs for one layer; inverses only for the surgeon method. `bias` defaults to the model's. */
+export function layerProblem(m: RefModel, name: string, R: number, C: number, f: { A: Float64Array; G: Float64Array } | undefined, lambdaG: number, lambdaA: number, withInverses: boolean, bias = linearHasBias(m.cfg, name)): LayerProblem {
+  const C1 = bias ? C + 1 : C, W = getWPrime(m, name, R, C, bias);
+  if (f && f.A.length !== C1 * C1) throw new ShapeError(`layerProblem: ${name} A has ${f.A.length} entries, expected ${C1}² (bias ${bias})`);
   const bal = f ? balanceFactors(f.A, f.G) : undefined;
   const { liveRows, liveCols } = liveUnits(W, R, C1, bal?.A, bal?.G);
   const p: LayerProblem = { name, R, C, C1, W, A: bal?.A, G: bal?.G, liveRows, liveCols };
@@ -145,13 +152,18 @@ export function groupPick(cost: Float64Array, C1: number, r: number, g: number):
   return [cols[0], cols[1]];
 }
 
-/** §4 2:4 group costs (R×C/4): sum of the 2 smallest element costs; the bias column is never grouped. */
-export function groupCosts24(cost: Float64Array, R: number, C: number): Float64Array {
+/**
+ * §4 2:4 group costs (R×C/4) of element costs with row stride C1 (C + 1 with a bias column, C
+ * without): sum of the 2 smallest; groups are the real columns 4g..4g+3, the bias is never grouped.
+ */
+export function groupCosts24(cost: Float64Array, R: number, C: number, C1 = C + 1): Float64Array {
   if (C % 4 !== 0) throw new ShapeError(`2:4 needs in_features divisible by 4, got ${C}`);
+  if (C1 !== C && C1 !== C + 1) throw new ShapeError(`groupCosts24: row stride ${C1} is neither C nor C + 1`);
+  if (cost.length !== R * C1) throw new ShapeError(`groupCosts24: ${cost.length} costs, expected ${R}×${C1}`);
   const G = C / 4, out = new Float64Array(R * G);
   for (let r = 0; r < R; r++) for (let g = 0; g < G; g++) {
-    const [a, b] = groupPick(cost, C + 1, r, g);
-    out[r * G + g] = cost[r * (C + 1) + a] + cost[r * (C + 1) + b];
+    const [a, b] = groupPick(cost, C1, r, g);
+    out[r * G + g] = cost[r * C1 + a] + cost[r * C1 + b];
   }
   return out;
 }
@@ -304,7 +316,7 @@ export interface ShotInfo {
 }
 export interface PruneResult { weights: Map<string, Float64Array>; masks: Map<string, Uint8Array>; shots: ShotInfo[] }
 
-function checkOptions(m: RefOpt, o: PruneOptions): void {
+function checkOptions(m: RefModel, o: PruneOptions): void {
   if (!['element', 'rows-cols', '2:4'].includes(o.structure)) throw new ShapeError(`refPrune: unknown structure ${o.structure}`);
   if (!['surgeon', 'kobd', 'lobd', 'magnitude'].includes(o.method)) throw new ShapeError(`refPrune: unknown method ${o.method}`);
   if (!(o.sparsity >= 0 && o.sparsity < 1)) throw new ShapeError(`refPrune: sparsity ${o.sparsity} not in [0, 1)`);
@@ -319,18 +331,18 @@ function checkOptions(m: RefOpt, o: PruneOptions): void {
  * for t = 1..T, s_t = t·s/T; K-FAC on the current weights; costs; one global τ; update every layer
  * from that snapshot. `masks` (R×C1, 1 = pruned) are the last shot's selection.
  */
-export function refPrune(m: RefOpt, calib: number[][], o: PruneOptions): PruneResult {
+export function refPrune(m: RefModel, calib: number[][], o: PruneOptions): PruneResult {
   checkOptions(m, o);
   const structured = o.structure === 'rows-cols';
   const lambdaG = o.lambdaG ?? (structured ? 0.01 : 0.1), lambdaA = o.lambdaA ?? 0.01;
-  const model: RefOpt = { cfg: { ...m.cfg }, w: new Map([...m.w].map(([k, v]) => [k, Float64Array.from(v)])) };
+  const model = cloneModel(m);
   const layers = prunableLayers(m.cfg), surgeon = o.method === 'surgeon';
   const shots: ShotInfo[] = [];
   let masks = new Map<string, Uint8Array>();
   for (let t = 1; t <= o.shots; t++) {
     const st = (t * o.sparsity) / o.shots;
     const f = o.method === 'magnitude' ? undefined : refKfac(model, calib, { fisherSamples: o.fisherSamples, seed: o.seed });
-    const probs = layers.map(({ name, R, C }) => layerProblem(model, name, R, C, f?.get(name), lambdaG, lambdaA, surgeon));
+    const probs = layers.map(({ name, R, C, bias }) => layerProblem(model, name, R, C, f?.get(name), lambdaG, lambdaA, surgeon, bias));
     const sels: Uint8Array[] = probs.map((p) => new Uint8Array(p.R * p.C1));
     const extra: { rows?: number; cols?: number }[] = probs.map(() => ({}));
     let tau: number;
@@ -353,7 +365,7 @@ export function refPrune(m: RefOpt, calib: number[][], o: PruneOptions): PruneRe
         tau = elementThreshold(ec, st);
         probs.forEach((p, l) => ec[l].forEach((v, i) => { sels[l][i] = v <= tau ? 1 : 0; }));
       } else {
-        const gc = probs.map((p, l) => groupCosts24(ec[l], p.R, p.C));
+        const gc = probs.map((p, l) => groupCosts24(ec[l], p.R, p.C, p.C1));
         tau = groupThreshold(gc, st);
         probs.forEach((p, l) => {
           const ng = p.C / 4;

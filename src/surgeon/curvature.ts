@@ -1,5 +1,6 @@
 /**
- * Per-shot, per-layer sub-problems (ALGORITHM.md §2–§3): W' = [W | b] packed on the GPU, dead units
+ * Per-shot, per-layer sub-problems (ALGORITHM.md §2–§3): W' = [W | b] packed on the GPU (W' = W for a
+ * layer without bias), dead units
  * from one small read-back per shot (row/column nonzero flags, diag A, diag G, ‖A‖_F², ‖G‖_F² of every
  * layer in one buffer), Frobenius balancing folded into the gathers of the live sub-matrices, and the
  * damped inverses of the live sub-matrices (spdInverse; relative damping uses the mean of the LIVE
@@ -14,11 +15,13 @@ import { nonzeroFlags } from '../kernels/obs';
 import { sumSquares } from '../kernels/reduce';
 import { spdInverse } from '../kernels/spd';
 import type { KfacResult } from '../model/kfac';
-import type { OptModel, PrunableLayer } from '../model/opt';
+import type { DecoderModel, PrunableLayer } from '../model/model';
+import { packedCols } from '../arch/types';
 
 export interface LayerProblem {
   L: PrunableLayer;
   R: number;
+  /** Columns of W': C + 1 with a bias, C without. */
   C1: number;
   /** Current W' [R, C1] (owned). */
   Wp: Tensor;
@@ -40,9 +43,6 @@ export interface LayerProblem {
   diagA?: Float64Array;
 }
 
-export function layerType(name: string): string {
-  return name.slice(name.lastIndexOf('.') + 1);
-}
 
 export function disposeProblem(p: LayerProblem): void {
   for (const t of [p.Wp, p.lr, p.lc, p.Wl, p.Al, p.Gl, p.Ginv, p.Ainv]) t?.dispose();
@@ -52,15 +52,15 @@ export function disposeProblem(p: LayerProblem): void {
  * Pack every layer's W', find its live units and build the live (balanced) sub-problem.
  * `kfac` absent (magnitude): liveness from W' alone. One readback for all layers.
  */
-export async function buildProblems(ctx: GpuContext, model: OptModel, layers: readonly PrunableLayer[], kfac?: Map<string, KfacResult>): Promise<LayerProblem[]> {
+export async function buildProblems(ctx: GpuContext, model: DecoderModel, layers: readonly PrunableLayer[], kfac?: Map<string, KfacResult>): Promise<LayerProblem[]> {
   const offs: number[] = [];
   let size = 0;
-  for (const L of layers) { offs.push(size); size += 2 * (L.R + L.C + 1) + 2; }
+  for (const L of layers) { offs.push(size); size += 2 * (L.R + packedCols(L)) + 2; }
   const stats = ctx.zeros([size]);
   const probs: LayerProblem[] = [];
   layers.forEach((L, l) => {
-    const { R } = L, C1 = L.C + 1, o = offs[l];
-    const Wp = packLinear(ctx, model.weight(`${L.name}.weight`), model.weight(`${L.name}.bias`));
+    const { R } = L, C1 = packedCols(L), o = offs[l];
+    const Wp = packLinear(ctx, model.weight(`${L.name}.weight`), L.bias ? model.weight(`${L.name}.bias`) : undefined);
     nonzeroFlags(ctx, Wp, stats, o, o + R);
     const f = kfac?.get(L.name);
     if (f) {

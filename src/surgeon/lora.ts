@@ -24,7 +24,7 @@ import { backwardBatch, type LinearGrad } from '../model/backward';
 import { uploadBatch } from '../model/batch';
 import { perplexity } from '../model/eval';
 import { forwardBatch, releaseForward } from '../model/forward';
-import type { OptModel, PrunableLayer } from '../model/opt';
+import type { DecoderModel, PrunableLayer } from '../model/model';
 import { resolveLora, type ResolvedLora } from './options';
 
 export interface LoraOptions {
@@ -62,7 +62,6 @@ export interface LoraResult {
   windows: number[];
 }
 
-const ATTENTION = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.out_proj'];
 // Rows per Adam step by default: 2048 (one paper-length window) keeps every matmul of the step full on a
 // large GPU while giving several steps over the ~3 windows of the default subset.
 const DEFAULT_STEP_TOKENS = 2048;
@@ -82,9 +81,10 @@ function prng(seed: number): () => number {
 
 const mix = (seed: number, k: number): number => (Math.imul((seed ^ 0x9e3779b9) >>> 0, 0x85ebca6b) + Math.imul(k + 1, 0xc2b2ae35)) >>> 0;
 
-/** The prunable layers that get adapters. */
-export function loraTargets(model: OptModel, targets: 'attention' | 'all' = 'attention'): PrunableLayer[] {
-  return model.prunableLayers().filter((L) => targets === 'all' || ATTENTION.some((s) => L.name.endsWith(`.${s}`)));
+/** The prunable layers that get adapters (the family says which are 'attention'). */
+export function loraTargets(model: DecoderModel, targets: 'attention' | 'all' = 'attention'): PrunableLayer[] {
+  const names = new Set(model.spec.loraTargets(model.config, targets));
+  return model.prunableLayers().filter((L) => names.has(L.name));
 }
 
 /** Initial A [r, C] of adapter `index`: U(−1/√C, 1/√C) from (seed, index), the Kaiming-uniform bound of LoRA. */
@@ -116,7 +116,7 @@ export interface LoraAdapter {
 export interface LoraState { cfg: ResolvedLora; adapters: LoraAdapter[]; steps: number }
 
 /** Adapters for cfg.targets: W0 copies of the current weights, A seeded, B and the Adam moments zero. */
-export function createLora(ctx: GpuContext, model: OptModel, cfg: ResolvedLora): LoraState {
+export function createLora(ctx: GpuContext, model: DecoderModel, cfg: ResolvedLora): LoraState {
   const adapters: LoraAdapter[] = [];
   loraTargets(model, cfg.targets).forEach((L, i) => {
     const w = model.weight(`${L.name}.weight`);
@@ -127,14 +127,14 @@ export function createLora(ctx: GpuContext, model: OptModel, cfg: ResolvedLora):
       layer: L, W0,
       A: ctx.upload(loraInitA(r, L.C, cfg.seed, i), [r, L.C]), B: ctx.zeros([L.R, r]),
       mA: ctx.zeros([r, L.C]), vA: ctx.zeros([r, L.C]), mB: ctx.zeros([L.R, r]), vB: ctx.zeros([L.R, r]),
-      grad: { dW: ctx.empty([L.R, L.C]), db: ctx.empty([L.R]) },
+      grad: { dW: ctx.empty([L.R, L.C]), db: L.bias ? ctx.empty([L.R]) : undefined },
     });
   });
   return { cfg, adapters, steps: 0 };
 }
 
 /** Write W0 + M∘(s·B·A) into every adapted weight of the model (also the final absorption). */
-export function mergeLora(ctx: GpuContext, model: OptModel, st: LoraState): void {
+export function mergeLora(ctx: GpuContext, model: DecoderModel, st: LoraState): void {
   for (const a of st.adapters) {
     const d = matmul(ctx, a.B, a.A, { alpha: st.cfg.scale });
     maskedMerge(ctx, model.weight(`${a.layer.name}.weight`), a.W0, d);
@@ -143,23 +143,23 @@ export function mergeLora(ctx: GpuContext, model: OptModel, st: LoraState): void
 }
 
 /** Put W0 back into every adapted weight (abandons the correction). */
-export function restoreLora(ctx: GpuContext, model: OptModel, st: LoraState): void {
+export function restoreLora(ctx: GpuContext, model: DecoderModel, st: LoraState): void {
   for (const a of st.adapters) ctx.copy(a.W0, model.weight(`${a.layer.name}.weight`));
 }
 
 export function disposeLora(st: LoraState): void {
-  for (const a of st.adapters) for (const t of [a.W0, a.A, a.B, a.mA, a.vA, a.mB, a.vB, a.grad.dW, a.grad.db]) t.dispose();
+  for (const a of st.adapters) for (const t of [a.W0, a.A, a.B, a.mA, a.vA, a.mB, a.vB, a.grad.dW, a.grad.db]) t?.dispose();
   st.adapters.length = 0;
 }
 
 /** Record one Adam step on a batch of equal-length windows (validated by the caller). Leaves W_eff of the old A, B in the model. */
-export function loraStep(ctx: GpuContext, model: OptModel, st: LoraState, seqs: Int32Array[]): void {
+export function loraStep(ctx: GpuContext, model: DecoderModel, st: LoraState, seqs: Int32Array[]): void {
   const T = seqs[0].length, nb = seqs.length, s = st.cfg.scale;
   mergeLora(ctx, model, st);
   const grads = new Map<string, LinearGrad>();
   for (const a of st.adapters) {
     fill(ctx, a.grad.dW, 0);
-    fill(ctx, a.grad.db, 0);
+    if (a.grad.db) fill(ctx, a.grad.db, 0);
     grads.set(a.layer.name, a.grad);
   }
   const { ids, labels } = uploadBatch(ctx, seqs, T);
@@ -183,7 +183,7 @@ export function loraStep(ctx: GpuContext, model: OptModel, st: LoraState, seqs: 
 }
 
 /** Mean per-window next-token loss of equal-length windows (forward only). */
-async function meanLoss(ctx: GpuContext, model: OptModel, wins: Int32Array[], signal?: AbortSignal): Promise<number> {
+async function meanLoss(ctx: GpuContext, model: DecoderModel, wins: Int32Array[], signal?: AbortSignal): Promise<number> {
   const T = wins[0].length, ids = new Int32Array(wins.length * T);
   wins.forEach((w, i) => ids.set(w, i * T));
   const { nll } = await perplexity(ctx, model, ids, { seqlen: T, signal });
@@ -197,7 +197,7 @@ const now = (): number => (typeof performance !== 'undefined' ? performance.now(
  * Options are validated first (PruneConfigError); windows must have equal lengths (ShapeError).
  * On abort or error the adapted weights are restored to their values at the start.
  */
-export async function loraCorrect(ctx: GpuContext, model: OptModel, calib: Int32Array[], opts: LoraRunOptions = {}): Promise<LoraResult> {
+export async function loraCorrect(ctx: GpuContext, model: DecoderModel, calib: Int32Array[], opts: LoraRunOptions = {}): Promise<LoraResult> {
   const start = now();
   const { signal, onProgress, ...lo } = opts;
   const cfg = resolveLora(lo, model.prunableLayers());

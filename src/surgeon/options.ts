@@ -5,7 +5,7 @@
 
 import { SurgeonError } from '../errors';
 import { ShapeError } from '../gpu/errors';
-import type { PrunableLayer } from '../model/opt';
+import type { PrunableLayer } from '../model/model';
 import type { LoraOptions } from './lora';
 
 export type Structure = 'rows-cols' | 'element' | '2:4' | `${number}:${number}`;

@@ -26,8 +26,9 @@ import { countZeros } from '../kernels/reduce';
 import { kthSmallestTensor, maskLessEqual } from '../kernels/select';
 import { perplexity } from '../model/eval';
 import { accumulateKfac, disposeKfac, type KfacResult } from '../model/kfac';
-import type { OptModel } from '../model/opt';
-import { buildProblems, disposeProblem, invertProblems, layerType, type LayerProblem } from './curvature';
+import type { DecoderModel } from '../model/model';
+import { buildProblems, disposeProblem, invertProblems, type LayerProblem } from './curvature';
+import { packedCols } from '../arch/types';
 import { elementCosts, rowColCosts, rowColOffsets } from './costs';
 import { PruneAbortedError, PruneConfigError, resolveOptions, type Phase, type PruneOptions, type PruneReport, type Resolved } from './options';
 import { kthIndex, structuredThreshold } from './threshold';
@@ -82,7 +83,7 @@ async function elementShot(s: ShotCtx, time: (p: Phase) => void): Promise<void> 
       masks = costs.map((c) => maskLessEqual(ctx, c, tau));
     } else {
       const { n, m } = o.nm;
-      const groups = costs.map((c) => groupCosts(ctx, c, n, m));
+      const groups = costs.map((c, l) => groupCosts(ctx, c, n, m, probs[l].L.C));
       for (const g of groups) owned.push(g.gcost, g.pick);
       // target fraction of groups: s·m/n (2:4 → 2·s exactly, as in the reference)
       const k = kthIndex(s.st * (m / n), groups.reduce((a, g) => a + g.gcost.size, 0));
@@ -139,10 +140,10 @@ export interface PruneRunOptions {
 }
 
 /** Exact zeros of every layer's W' (used when no shot runs, e.g. resuming a finished job). */
-async function countLayerZeros(ctx: GpuContext, model: OptModel, layers: ReturnType<OptModel['prunableLayers']>): Promise<Uint32Array> {
+async function countLayerZeros(ctx: GpuContext, model: DecoderModel, layers: ReturnType<DecoderModel['prunableLayers']>): Promise<Uint32Array> {
   const counts = ctx.zeros([layers.length], 'u32');
   layers.forEach((L, l) => {
-    const Wp = packLinear(ctx, model.weight(`${L.name}.weight`), model.weight(`${L.name}.bias`));
+    const Wp = packLinear(ctx, model.weight(`${L.name}.weight`), L.bias ? model.weight(`${L.name}.bias`) : undefined);
     const z = countZeros(ctx, Wp);
     ctx.copy(z, counts, 0, l * 4, 4);
     z.dispose();
@@ -157,7 +158,7 @@ async function countLayerZeros(ctx: GpuContext, model: OptModel, layers: ReturnT
  * Prune the model's prunable layers in place on the GPU (see the file comment). Validates the
  * options first (PruneConfigError, ShapeError); throws PruneAbortedError when `signal` aborts.
  */
-export async function pruneModel(ctx: GpuContext, model: OptModel, calib: Int32Array[], opts: PruneOptions & PruneRunOptions): Promise<PruneReport> {
+export async function pruneModel(ctx: GpuContext, model: DecoderModel, calib: Int32Array[], opts: PruneOptions & PruneRunOptions): Promise<PruneReport> {
   const layers = model.prunableLayers();
   const o = resolveOptions(opts, layers, calib);
   const T = o.shots, start = now();
@@ -208,7 +209,7 @@ export async function pruneModel(ctx: GpuContext, model: OptModel, calib: Int32A
       else await elementShot(sc, time);
       const counts = ctx.zeros([layers.length], 'u32');
       probs.forEach((p, l) => {
-        unpackLinear(ctx, p.Wp, model.weight(`${p.L.name}.weight`), model.weight(`${p.L.name}.bias`));
+        unpackLinear(ctx, p.Wp, model.weight(`${p.L.name}.weight`), p.L.bias ? model.weight(`${p.L.name}.bias`) : undefined);
         const z = countZeros(ctx, p.Wp);
         ctx.copy(z, counts, 0, l * 4, 4);
         z.dispose();
@@ -231,7 +232,7 @@ export async function pruneModel(ctx: GpuContext, model: OptModel, calib: Int32A
       }
       time('lora');
     }
-    const params = layers.reduce((a, L) => a + L.R * (L.C + 1), 0);
+    const params = layers.reduce((a, L) => a + L.R * packedCols(L), 0);
     const entry: PruneReport['shots'][number] = { shot, target: st, achieved: zeros.reduce((a, b) => a + b, 0) / params, seconds: shotSec };
     if (lora) entry.lora = { steps: lora.steps, lossBefore: lora.lossBefore, lossAfter: lora.lossAfter };
     if (opts.evaluate) {
@@ -250,7 +251,7 @@ export async function pruneModel(ctx: GpuContext, model: OptModel, calib: Int32A
   }
   let totalZeros = 0, totalParams = 0;
   layers.forEach((L, l) => {
-    const params = L.R * (L.C + 1), type = layerType(L.name);
+    const params = L.R * packedCols(L), type = L.type;
     const row: PruneReport['layers'][number] = { name: L.name, type, params, zeros: zeros[l] };
     if (rowsCols) { row.rowsRemoved = rowsCols[l].rows; row.colsRemoved = rowsCols[l].cols; }
     report.layers.push(row);

@@ -15,7 +15,8 @@
 import type { GpuContext } from '../../gpu/context';
 import type { Tensor } from '../../gpu/tensor';
 import { countZeros } from '../../kernels/reduce';
-import type { OptModel, PrunableLayer } from '../../model/opt';
+import type { DecoderModel, PrunableLayer } from '../../model/model';
+import { packedCols } from '../../arch/types';
 import { PruneAbortedError, PruneConfigError } from '../options';
 import { MAX_BLOCK } from './kernels';
 import { disposeCalib, embedCalibration, layerPass, type CalibState } from './layer-io';
@@ -58,7 +59,7 @@ export interface PeerReport {
 export interface ResolvedPeer { nm: { n: number; m: number } | null; sparsity: number; blocksize: number; percdamp: number }
 
 /** Validate the options against the model (named PruneConfigError before any GPU work). */
-export function resolvePeer(model: Pick<OptModel, 'prunableLayers'>, o: PeerOptions, method: string): ResolvedPeer {
+export function resolvePeer(model: Pick<DecoderModel, 'prunableLayers'>, o: PeerOptions, method: string): ResolvedPeer {
   let nm: ResolvedPeer['nm'] = null;
   if (o.structure !== 'element') {
     const mm = /^(\d+):(\d+)$/.exec(String(o.structure));
@@ -113,7 +114,7 @@ export interface LayerStep {
  * The model's GPU weights change in place; on abort or error the layers before the current one are
  * pruned (PruneAbortedError says so). The caller's host arrays are never touched.
  */
-export async function runSequential(ctx: GpuContext, model: OptModel, calib: Int32Array[], o: PeerOptions, method: string, step: LayerStep): Promise<PeerReport> {
+export async function runSequential(ctx: GpuContext, model: DecoderModel, calib: Int32Array[], o: PeerOptions, method: string, step: LayerStep): Promise<PeerReport> {
   const timer = new Timer();
   const layers = model.config.numLayers;
   const all = model.prunableLayers();
@@ -155,14 +156,14 @@ export async function runSequential(ctx: GpuContext, model: OptModel, calib: Int
 }
 
 /** Zeros of every prunable layer's W and b (one readback per tensor, after all work is queued). */
-export async function countReport(ctx: GpuContext, model: OptModel, all: PrunableLayer[]): Promise<PeerReport> {
-  const counts = all.map((L) => [countZeros(ctx, model.weight(`${L.name}.weight`)), countZeros(ctx, model.weight(`${L.name}.bias`))]);
+export async function countReport(ctx: GpuContext, model: DecoderModel, all: PrunableLayer[]): Promise<PeerReport> {
+  const counts = all.map((L) => [countZeros(ctx, model.weight(`${L.name}.weight`)), ...(L.bias ? [countZeros(ctx, model.weight(`${L.name}.bias`))] : [])]);
   const layers: PeerLayerReport[] = [];
   for (let i = 0; i < all.length; i++) {
     const L = all[i];
-    const [wz, bz] = [(await ctx.readU32(counts[i][0]))[0], (await ctx.readU32(counts[i][1]))[0]];
+    const wz = (await ctx.readU32(counts[i][0]))[0], bz = counts[i][1] ? (await ctx.readU32(counts[i][1]))[0] : 0;
     counts[i].forEach((t) => t.dispose());
-    layers.push({ name: L.name, params: L.R * (L.C + 1), zeros: wz + bz, weightParams: L.R * L.C, weightZeros: wz });
+    layers.push({ name: L.name, params: L.R * packedCols(L), zeros: wz + bz, weightParams: L.R * L.C, weightZeros: wz });
   }
   const sum = (f: (x: PeerLayerReport) => number) => layers.reduce((a, x) => a + f(x), 0);
   return {

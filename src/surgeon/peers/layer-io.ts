@@ -1,7 +1,7 @@
 /**
  * Layer-by-layer calibration state of the peer methods (SparseGPT, Wanda): the hidden states of every
  * calibration sequence entering decoder layer l, kept on the GPU in batches, and one decoder layer run
- * on them with the model's current weights (same kernels and block as src/model/forward.ts).
+ * on them with the model's current weights (the family's block, as src/model/forward.ts).
  *
  * Protocol (the SparseGPT/Wanda reference scripts): statistics of all linears of layer l come from one
  * pass of the still-dense layer l on the inputs produced by the already-pruned layers < l
@@ -12,16 +12,11 @@
 import type { GpuContext } from '../../gpu/context';
 import { ShapeError } from '../../gpu/errors';
 import type { Tensor } from '../../gpu/tensor';
-import { relu } from '../../kernels/activation';
-import { attention } from '../../kernels/attention';
-import { embedding } from '../../kernels/embedding';
-import { layerNorm } from '../../kernels/layernorm';
-import { matmul } from '../../kernels/matmul';
-import type { OptModel } from '../../model/opt';
+import { blockOf } from '../../model/blocks';
+import type { DecoderModel } from '../../model/model';
 
-const P = 'model.decoder.';
 // Tokens per batch: 4096 rows fill a 128×128-tile matmul grid on a large GPU (as model/kfac.ts) while a
-// layer's intermediates (fc1 output 4096 × ffn) stay ≈ 50 MB for OPT-125m.
+// layer's intermediates (FFN activations 4096 × ffn) stay ≈ 50 MB for OPT-125m.
 const DEFAULT_BATCH_TOKENS = 4096;
 
 /** Calibration sequences of T tokens per batch of the layer passes (also read by api/memory-peers.ts). */
@@ -37,8 +32,8 @@ export interface CalibState {
   N: number;
 }
 
-/** Validate the calibration sequences and embed them (tokens + positions) batch by batch. */
-export function embedCalibration(ctx: GpuContext, model: OptModel, calib: Int32Array[], batchTokens = DEFAULT_BATCH_TOKENS): CalibState {
+/** Validate the calibration sequences and embed them batch by batch. */
+export function embedCalibration(ctx: GpuContext, model: DecoderModel, calib: Int32Array[], batchTokens = DEFAULT_BATCH_TOKENS): CalibState {
   if (calib.length === 0) throw new ShapeError('peers: no calibration sequences');
   const T = calib[0].length;
   calib.forEach((s, i) => {
@@ -47,13 +42,13 @@ export function embedCalibration(ctx: GpuContext, model: OptModel, calib: Int32A
   });
   const batch = peerBatch(T, batchTokens);
   const st: CalibState = { hidden: [], sizes: [], T, N: calib.length * T };
-  const w = (n: string) => model.weight(n);
+  const block = blockOf(model);
   for (let s0 = 0; s0 < calib.length; s0 += batch) {
     const B = Math.min(batch, calib.length - s0);
     const ids = new Uint32Array(B * T);
     for (let b = 0; b < B; b++) ids.set(calib[s0 + b], b * T);
     const t = ctx.upload(ids, [B * T]);
-    st.hidden.push(embedding(ctx, t, w(`${P}embed_tokens.weight`), w(`${P}embed_positions.weight`), { seqLen: T }));
+    st.hidden.push(block.embed(ctx, model, t, T));
     t.dispose();
     st.sizes.push(B);
   }
@@ -72,35 +67,11 @@ export interface LayerPassOptions {
   advance?: boolean;
 }
 
-/** Run decoder layer l (pre-LN attention + ReLU FFN, as forward.ts) on every calibration batch. */
-export function layerPass(ctx: GpuContext, model: OptModel, st: CalibState, l: number, opts: LayerPassOptions): void {
-  const w = (n: string) => model.weight(n);
-  const p = `${P}layers.${l}.`;
-  const lin = (a: Tensor, name: string, out?: Tensor) =>
-    matmul(ctx, a, w(`${name}.weight`), { transB: true, bias: w(`${name}.bias`), out, accumulate: !!out });
+/** Run decoder layer l (the family's block, as forward.ts) on every calibration batch. */
+export function layerPass(ctx: GpuContext, model: DecoderModel, st: CalibState, l: number, opts: LayerPassOptions): void {
+  const block = blockOf(model);
   st.hidden.forEach((x, bi) => {
-    const ln1 = layerNorm(ctx, x, w(`${p}self_attn_layer_norm.weight`), w(`${p}self_attn_layer_norm.bias`));
-    opts.onInput?.(`${p}self_attn.q_proj`, ln1.y);
-    const q = lin(ln1.y, `${p}self_attn.q_proj`);
-    const k = lin(ln1.y, `${p}self_attn.k_proj`);
-    const v = lin(ln1.y, `${p}self_attn.v_proj`);
-    const att = attention(ctx, q, k, v, { batch: st.sizes[bi], heads: model.config.numHeads }, { impl: model.attentionImpl });
-    opts.onInput?.(`${p}self_attn.out_proj`, att.out);
-    // h = x + out_proj(attn), accumulated into x itself when advancing, else into a copy.
-    let h = x;
-    if (!opts.advance) {
-      h = ctx.empty(x.shape);
-      ctx.copy(x, h);
-    }
-    lin(att.out, `${p}self_attn.out_proj`, h);
-    const ln2 = layerNorm(ctx, h, w(`${p}final_layer_norm.weight`), w(`${p}final_layer_norm.bias`));
-    opts.onInput?.(`${p}fc1`, ln2.y);
-    const act = lin(ln2.y, `${p}fc1`);
-    relu(ctx, act, { out: act });
-    opts.onInput?.(`${p}fc2`, act);
-    if (opts.advance) lin(act, `${p}fc2`, h);
-    else h.dispose();
-    // Safe to pool right away: later users of these buffers are ordered after the dispatches above.
-    for (const t of [ln1.y, ln1.mean, ln1.rstd, q, k, v, att.out, att.lse, ln2.y, ln2.mean, ln2.rstd, act]) t.dispose();
+    // Intermediates are freed at the layer's end (lateFree): api/memory-peers.ts replays exactly this order.
+    block.layer(ctx, model, l, x, st.sizes[bi], st.T, { onInput: opts.onInput, inspect: !opts.advance, lateFree: true });
   });
 }

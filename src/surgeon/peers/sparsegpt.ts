@@ -21,7 +21,7 @@ import type { Tensor } from '../../gpu/tensor';
 import { checkCholesky, cholesky, eye, gemmWindow, symmetrizeInPlace, trsm } from '../../kernels/cholesky';
 import { dampInPlace } from '../../kernels/diag';
 import { gramAccumulate, mirrorLower } from '../../kernels/gram';
-import type { OptModel, PrunableLayer } from '../../model/opt';
+import type { DecoderModel, PrunableLayer } from '../../model/model';
 import { PruneAbortedError } from '../options';
 import { resolvePeer, runSequential, targetCount, type PeerOptions, type PeerReport, type ResolvedPeer } from './common';
 import { blockScores, MAX_BLOCK, obsBlock, prepareDead, reverseSquare, selectSmallest } from './kernels';
@@ -90,7 +90,7 @@ export async function sparsegptLinear(ctx: GpuContext, W: Tensor, H: Tensor, o: 
  * SparseGPT on the whole model (ALGORITHM.md §9): unstructured ('element', exact ⌊s·R·C⌋ zeros per
  * layer) or n:m. Changes the model's GPU weights in place; the caller's host arrays are untouched.
  */
-export async function sparsegptPrune(ctx: GpuContext, model: OptModel, calib: Int32Array[], opts: PeerOptions): Promise<PeerReport> {
+export async function sparsegptPrune(ctx: GpuContext, model: DecoderModel, calib: Int32Array[], opts: PeerOptions): Promise<PeerReport> {
   const o = resolvePeer(model, opts, 'sparsegpt');
   const H = new Map<string, Tensor>();
   return runSequential(ctx, model, calib, opts, 'sparsegpt', {

@@ -11,7 +11,7 @@ import type { GpuContext } from '../../gpu/context';
 import type { Tensor } from '../../gpu/tensor';
 import { axpy } from '../../kernels/elementwise';
 import { colSums } from '../../kernels/reduce';
-import type { OptModel, PrunableLayer } from '../../model/opt';
+import type { DecoderModel, PrunableLayer } from '../../model/model';
 import { resolvePeer, runSequential, targetCount, type PeerOptions, type PeerReport, type ResolvedPeer } from './common';
 import { blockScores, nmFlags, selectSmallest, zeroFlagged } from './kernels';
 
@@ -28,7 +28,7 @@ export function wandaLinear(ctx: GpuContext, W: Tensor, n2: Tensor, o: ResolvedP
 }
 
 /** Wanda on the whole model; changes the model's GPU weights in place (host arrays untouched). */
-export async function wandaPrune(ctx: GpuContext, model: OptModel, calib: Int32Array[], opts: PeerOptions): Promise<PeerReport> {
+export async function wandaPrune(ctx: GpuContext, model: DecoderModel, calib: Int32Array[], opts: PeerOptions): Promise<PeerReport> {
   const o = resolvePeer(model, opts, 'wanda');
   const norms = new Map<string, Tensor>();
   return runSequential(ctx, model, calib, opts, 'wanda', {
