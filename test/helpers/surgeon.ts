@@ -11,7 +11,8 @@ import { expect } from 'vitest';
 import type { LoadedCheckpoint } from '../../src/io/checkpoint';
 import { expectedOptTensors, parseOptConfig } from '../../src/io/config';
 import { refKfac } from '../../src/reference/kfac';
-import { prunableLayers, type RefOpt } from '../../src/reference/opt';
+import type { RefOpt } from '../../src/reference/opt';
+import { prunableLayers, type RefModel } from '../../src/reference/model';
 import { elementCosts, elementThreshold, groupCosts24, groupThreshold, layerProblem, refPrune, rowColCosts, structuredThreshold, type PruneOptions as RefOptions } from '../../src/reference/surgeon';
 import { tinyOpt } from '../../src/reference/tinyopt';
 import { rng } from './rng';
@@ -51,9 +52,10 @@ export function calibration(n: number, T: number, seed: number): { host: number[
   return { host, gpu: host.map((s) => Int32Array.from(s)) };
 }
 
-/** W' = [W | b] per prunable layer from a weight map (GPU export or reference). */
+/** W' = [W | b] per prunable layer from a weight map (GPU export or reference); W alone for a layer without bias. */
 export function wPrime(w: Map<string, ArrayLike<number>>, name: string, R: number, C: number): Float64Array {
-  const W = w.get(`${name}.weight`)!, b = w.get(`${name}.bias`)!;
+  const W = w.get(`${name}.weight`)!, b = w.get(`${name}.bias`);
+  if (!b) return Float64Array.from(W);
   const out = new Float64Array(R * (C + 1));
   for (let r = 0; r < R; r++) {
     for (let c = 0; c < C; c++) out[r * (C + 1) + c] = W[r * C + c];
@@ -70,7 +72,7 @@ const relGap = (a: number, b: number): number => Math.abs(a - b) / Math.max(Math
  * the first excluded row/column; element: sorted[k+1]; 2:4: next group cost, and inside every taken
  * group the gap between the 2nd and 3rd cheapest entries).
  */
-export function refMargins(m: RefOpt, calib: number[][], o: RefOptions): number {
+export function refMargins(m: RefModel, calib: number[][], o: RefOptions): number {
   const layers = prunableLayers(m.cfg);
   const structured = o.structure === 'rows-cols';
   const lG = o.lambdaG ?? (structured ? 0.01 : 0.1), lA = o.lambdaA ?? 0.01;
@@ -78,7 +80,7 @@ export function refMargins(m: RefOpt, calib: number[][], o: RefOptions): number 
   for (let t = 1; t <= o.shots; t++) {
     const st = (t * o.sparsity) / o.shots;
     // shots = t−1 at sparsity (t−1)·s/T reproduces the state before shot t (exact for the T ≤ 2 used here)
-    const state = t === 1 ? m : { cfg: m.cfg, w: refPrune(m, calib, { ...o, shots: t - 1, sparsity: ((t - 1) * o.sparsity) / o.shots }).weights };
+    const state: RefModel = t === 1 ? m : { cfg: m.cfg, w: refPrune(m, calib, { ...o, shots: t - 1, sparsity: ((t - 1) * o.sparsity) / o.shots }).weights };
     const f = refKfac(state, calib, { fisherSamples: o.fisherSamples, seed: o.seed });
     const probs = layers.map(({ name, R, C }) => layerProblem(state, name, R, C, f.get(name), lG, lA, o.method === 'surgeon'));
     if (structured) {
@@ -94,7 +96,7 @@ export function refMargins(m: RefOpt, calib: number[][], o: RefOptions): number 
         const all = vals(ec), nxt = all.find((v) => v > tau);
         if (nxt !== undefined) worst = Math.min(worst, relGap(nxt, tau));
       } else {
-        const gc = probs.map((p, l) => groupCosts24(ec[l], p.R, p.C));
+        const gc = probs.map((p, l) => groupCosts24(ec[l], p.R, p.C, p.C1));
         const tau = groupThreshold(gc, st);
         const nxt = vals(gc).find((v) => v > tau);
         if (nxt !== undefined) worst = Math.min(worst, relGap(nxt, tau));
@@ -114,7 +116,7 @@ export function refMargins(m: RefOpt, calib: number[][], o: RefOptions): number 
 }
 
 /** First seed in seeds whose reference margins all exceed MIN_MARGIN. */
-export function pickSeed(seeds: number[], make: (seed: number) => { m: RefOpt; calib: number[][] }, o: RefOptions): number {
+export function pickSeed(seeds: number[], make: (seed: number) => { m: RefModel; calib: number[][] }, o: RefOptions): number {
   for (const s of seeds) {
     const { m, calib } = make(s);
     if (refMargins(m, calib, o) > MIN_MARGIN) return s;
