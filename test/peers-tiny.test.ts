@@ -1,6 +1,7 @@
 /**
  * SparseGPT and Wanda on the GPU against the float64 reference (src/reference/peers.ts) on a tiny random
- * OPT (2 layers, d = 16, ffn = 32) with 4 calibration sequences of 16 tokens.
+ * OPT (2 layers, d = 16, ffn = 32) and a tiny bias-free grouped-query Llama (2 layers, d = 16, 4/2 heads,
+ * ffn = 32) with 4 calibration sequences of 16 tokens.
  *
  * Masks: the GPU decides on f32 scores, the reference on float64 scores; a decision can differ only
  * where the two scores straddling the threshold are closer than the GPU's score error. The reference is
@@ -12,10 +13,14 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { GpuContext } from '../src/gpu/context';
-import { OptModel } from '../src/model/model';
+import type { LoadedCheckpoint } from '../src/io/checkpoint';
+import { DecoderModel } from '../src/model/model';
+import type { RefLlama } from '../src/reference/llama';
+import { prunableLayers, type RefModel } from '../src/reference/model';
 import { refSparseGPT, refTargetCount, refWanda, type RefPeerOptions } from '../src/reference/peers';
-import { prunableLayers, type RefOpt } from '../src/reference/opt';
+import type { RefOpt } from '../src/reference/opt';
 import { tinyOpt } from '../src/reference/tinyopt';
+import { f32Llama, llamaCheckpoint } from './helpers/llama';
 import { sparsegptPrune, wandaPrune, type PeerOptions, type PeerReport } from '../src/surgeon/peers/index';
 import { gpu } from './helpers/gpu';
 import { calibration, CFG, toCheckpoint } from './helpers/surgeon';
@@ -31,10 +36,14 @@ function f32Model(seed: number): RefOpt {
   return { cfg: { ...m.cfg }, w: new Map([...m.w].map(([k, v]) => [k, Float64Array.from(Float32Array.from(v))])) };
 }
 
-async function runGpu(ctx: GpuContext, m: RefOpt, calib: Int32Array[], method: 'sparsegpt' | 'wanda', o: PeerOptions) {
-  const ckpt = toCheckpoint(m);
+const FAMILIES: Record<string, { make: (seed: number) => RefModel; ckpt: (m: RefModel) => LoadedCheckpoint }> = {
+  OPT: { make: f32Model, ckpt: (m) => toCheckpoint(m as RefOpt) },
+  Llama: { make: (seed) => f32Llama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ffn: 32, vocab: CFG.vocab, maxPos: 32, seed }), ckpt: (m) => llamaCheckpoint(m as RefLlama) },
+};
+
+async function runGpu(ctx: GpuContext, ckpt: LoadedCheckpoint, calib: Int32Array[], method: 'sparsegpt' | 'wanda', o: PeerOptions) {
   const before = new Map([...ckpt.tensors].map(([k, v]) => [k, Float32Array.from(v)]));
-  const model = await OptModel.fromCheckpoint(ctx, ckpt);
+  const model = await DecoderModel.fromCheckpoint(ctx, ckpt);
   const report: PeerReport = await (method === 'sparsegpt' ? sparsegptPrune : wandaPrune)(ctx, model, calib, o);
   const w = await model.exportWeights();
   model.dispose();
@@ -42,11 +51,11 @@ async function runGpu(ctx: GpuContext, m: RefOpt, calib: Int32Array[], method: '
   return { report, w };
 }
 
-function zeroMasks(w: Map<string, Float32Array>, m: RefOpt): Map<string, Uint8Array> {
+function zeroMasks(w: Map<string, Float32Array>, m: RefModel): Map<string, Uint8Array> {
   return new Map(prunableLayers(m.cfg).map(({ name }) => [name, Uint8Array.from(w.get(`${name}.weight`)!, (v) => (v === 0 ? 1 : 0))]));
 }
 
-describe('peer methods on a tiny OPT vs the float64 reference', () => {
+describe.each(Object.keys(FAMILIES))('peer methods on a tiny %s vs the float64 reference', (family) => {
   let ctx: GpuContext;
   beforeAll(async () => {
     ctx = await gpu();
@@ -61,16 +70,17 @@ describe('peer methods on a tiny OPT vs the float64 reference', () => {
   ];
 
   it.each(cases)('%s', async (_label, method, o) => {
-    const m = f32Model(7);
+    const fam = FAMILIES[family];
+    const m = fam.make(7);
     const calib = calibration(4, 16, 11);
     const t0 = performance.now();
-    const { report, w } = await runGpu(ctx, m, calib.gpu, method, o);
+    const { report, w } = await runGpu(ctx, fam.ckpt(m), calib.gpu, method, o);
     const t1 = performance.now();
     const ro: RefPeerOptions = { structure: o.structure === '2:4' ? '2:4' : 'element', sparsity: o.sparsity, blocksize: o.blocksize };
     const refFn = method === 'sparsegpt' ? refSparseGPT : refWanda;
     const masks = zeroMasks(w, m);
     // exact sparsity: per layer (unstructured) or per group (n:m)
-    for (const { name, R, C } of prunableLayers(m.cfg)) {
+    for (const { name, R, C, bias } of prunableLayers(m.cfg)) {
       const mk = masks.get(name)!;
       const zeros = mk.reduce((a, b) => a + b, 0);
       if (o.structure === 'element') {
@@ -81,8 +91,9 @@ describe('peer methods on a tiny OPT vs the float64 reference', () => {
       }
       const L = report.layers.find((x) => x.name === name)!;
       expect(L.weightZeros).toBe(zeros);
-      expect(L.params).toBe(R * (C + 1));
-      expect(w.get(`${name}.bias`)).toEqual(Float32Array.from(m.w.get(`${name}.bias`)!)); // biases untouched
+      expect(L.params).toBe(R * (C + (bias ? 1 : 0)));
+      if (bias) expect(w.get(`${name}.bias`)).toEqual(Float32Array.from(m.w.get(`${name}.bias`)!)); // biases untouched
+      else expect(w.has(`${name}.bias`)).toBe(false);
     }
     const forced = refFn(m, calib.host, { ...ro, forceMasks: masks });
     const free = refFn(m, calib.host, ro);
@@ -94,7 +105,7 @@ describe('peer methods on a tiny OPT vs the float64 reference', () => {
     }
     let maskDiff = 0;
     for (const [name, mk] of masks) { const f = free.masks.get(name)!; for (let i = 0; i < mk.length; i++) maskDiff += mk[i] !== f[i] ? 1 : 0; }
-    console.log(`[peers] ${_label}: GPU ${((t1 - t0) / 1000).toFixed(2)} s, W' sparsity ${report.achievedSparsity.toFixed(5)}, W sparsity ${report.weightSparsity.toFixed(5)}; forced ref: violation ${forced.violation.toExponential(2)}, own-choice mismatches ${forced.mismatches}; max |ΔW| ${worst.toExponential(2)} (max |W| ${scale.toFixed(3)}); free ref min margin ${free.minMargin.toExponential(2)}, mask entries differing ${maskDiff}`);
+    console.log(`[peers ${family}] ${_label}: GPU ${((t1 - t0) / 1000).toFixed(2)} s, W' sparsity ${report.achievedSparsity.toFixed(5)}, W sparsity ${report.weightSparsity.toFixed(5)}; forced ref: violation ${forced.violation.toExponential(2)}, own-choice mismatches ${forced.mismatches}; max |ΔW| ${worst.toExponential(2)} (max |W| ${scale.toFixed(3)}); free ref min margin ${free.minMargin.toExponential(2)}, mask entries differing ${maskDiff}`);
     expect(forced.violation).toBeLessThanOrEqual(SCORE_TOL);
     // same masks ⇒ continuous f32 computation: ≤ C·√κ·u-type growth, 1e-4·max|W| (measured ≤ 1e-6·max|W|)
     expect(worst).toBeLessThanOrEqual(1e-4 * scale);
