@@ -12,6 +12,9 @@ import { adamStep, maskedMerge, maskLike } from '../src/kernels/adam';
 import { OptModel } from '../src/model/index';
 import { refAdam, refLoraInit, refLoraStep, refMerged } from '../src/reference/lora';
 import { prunableLayers, refLoss, type RefOpt } from '../src/reference/opt';
+import { prunableLayers as genericLayers, type RefModel } from '../src/reference/model';
+import type { LoadedCheckpoint } from '../src/io/checkpoint';
+import { f32Llama, llamaCheckpoint } from './helpers/llama';
 import { createLora, disposeLora, loraInitA, loraStep, loraTargets, loraWindows } from '../src/surgeon/lora';
 import { resolveLora } from '../src/surgeon/options';
 import { loraCorrect, PruneAbortedError, PruneConfigError, pruneModel, type PruneProgress, type Structure } from '../src/surgeon/index';
@@ -67,24 +70,35 @@ describe('adam / merge kernels', () => {
 });
 
 /** deadUnitModel with extra pruning in every prunable layer: one removed row, one removed column, 25% random entries. */
-function prunedModel(seed: number): RefOpt {
-  const m = deadUnitModel(seed), r = rng(seed + 7);
-  for (const { name, R, C } of prunableLayers(m.cfg)) {
-    const W = m.w.get(`${name}.weight`)!, b = m.w.get(`${name}.bias`)!;
+/** Zero one row (with its bias), one column and a quarter of the entries of every prunable weight. */
+function prune<M extends RefModel>(m: M, seed: number): M {
+  const r = rng(seed + 7);
+  for (const { name, R, C } of genericLayers(m.cfg)) {
+    const W = m.w.get(`${name}.weight`)!, b = m.w.get(`${name}.bias`);
     const row = Math.floor(r() * R), col = Math.floor(r() * C);
     for (let c = 0; c < C; c++) W[row * C + c] = 0;
-    b[row] = 0;
+    if (b) b[row] = 0;
     for (let rr = 0; rr < R; rr++) W[rr * C + col] = 0;
     for (let i = 0; i < W.length; i++) if (r() < 0.25) W[i] = 0;
   }
   return m;
 }
 
+const prunedModel = (seed: number): RefOpt => prune(deadUnitModel(seed), seed);
+
+const STEP_MODELS: Array<[string, () => { m: RefModel; ckpt: LoadedCheckpoint }]> = [
+  ['OPT', () => { const m = prunedModel(5); return { m, ckpt: toCheckpoint(m) }; }],
+  ['Llama (GQA 4/2, no biases)', () => {
+    const m = prune(f32Llama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ffn: 24, vocab: CFG.vocab, maxPos: 32, seed: 5 }), 5);
+    return { m, ckpt: llamaCheckpoint(m) };
+  }],
+];
+
 describe('LoRA step vs float64 reference', () => {
-  it('A and B after 2 Adam steps (targets all, rank 4, alpha 8, batch 2) match; A unchanged by step 1', async () => {
-    const m = prunedModel(5);
+  it.each(STEP_MODELS)('%s: A and B after 2 Adam steps (targets all, rank 4, alpha 8, batch 2) match; A unchanged by step 1', async (_family, build) => {
+    const { m, ckpt } = build();
     const cal = calibration(4, 10, 77);
-    const model = await OptModel.fromCheckpoint(ctx, toCheckpoint(m));
+    const model = await OptModel.fromCheckpoint(ctx, ckpt);
     const cfg = resolveLora({ rank: 4, alpha: 8, lr: 1e-2, targets: 'all', seed: 3 }, model.prunableLayers());
     const st = createLora(ctx, model, cfg);
     const targets = loraTargets(model, 'all');
