@@ -20,9 +20,9 @@ const CLASSES: Record<string, string> = {
 const SUPPORTED = FAMILIES.flatMap((f) => f.modelTypes).map((t) => JSON.stringify(t)).join(', ');
 
 function modelTypeOf(raw: Record<string, unknown>): string {
-  const mt = raw.model_type;
+  const mt = raw.model_type ?? undefined;
   const arch = raw.architectures;
-  const list = arch === undefined ? [] : Array.isArray(arch) ? arch : [arch];
+  const list = arch === undefined || arch === null ? [] : Array.isArray(arch) ? arch : [arch]; // null: transformers' "not set"
   for (const a of list) {
     const t = typeof a === 'string' ? CLASSES[a] : undefined;
     if (t === undefined) {

@@ -6,10 +6,11 @@
  * non-finite weights rejected unless allowNonFinite. For sharded checkpoints the index is checked against
  * the config before any shard is downloaded.
  *
- * Extras policy: the only tolerated unexpected tensor is "lm_head.weight" when tie_word_embeddings is true
- * (it duplicates embed_tokens by definition; its shape is still checked, its values are dropped). Any
- * other unknown tensor is CheckpointFormatError('extra'): silently ignoring weights would hide
- * a config/checkpoint mismatch.
+ * Extras policy: tolerated unexpected tensors are "lm_head.weight" when tie_word_embeddings is true
+ * (it duplicates embed_tokens by definition; its shape is still checked, its values are dropped) and the
+ * family's derived buffers (FamilySpec.ignoredTensor: Llama's saved rotary_emb.inv_freq, recomputed from
+ * the config). Any other unknown tensor is CheckpointFormatError('extra'): silently ignoring weights
+ * would hide a config/checkpoint mismatch.
  */
 
 import { familySpec, parseModelConfig, type ModelConfig } from './config';

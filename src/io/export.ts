@@ -1,8 +1,10 @@
 /**
- * Export weights as a Hugging Face OPT folder that transformers' `from_pretrained` loads:
+ * Export weights as a Hugging Face folder of any supported family (OPT, Llama/Mistral/Qwen2) that
+ * transformers' `from_pretrained` loads:
  * - config.json: the source config unchanged except its dtype field(s) ("dtype" and/or "torch_dtype",
  *   whichever the source has; "torch_dtype" when it has neither),
- * - model.safetensors: one file, canonical names ("model.decoder.…"), metadata {format: "pt"}; the tied
+ * - model.safetensors: one file, the family's canonical names ("model.decoder.…", "model.layers.…"),
+ *   metadata {format: "pt"}; the tied
  *   LM head is omitted exactly as in the source (tie_word_embeddings), an untied lm_head.weight is kept,
  * - extra files (tokenizer.json, vocab.json, …) copied byte for byte.
  * Every tensor the config implies must be present with the right size (nothing more), so a folder that
