@@ -21,7 +21,11 @@ const FIXTURE_PPL: Record<string, Record<number, number>> = {
   // FIXTURES.md (transformers 5.17, fp32 compute)
   'opt-micro': { 2048: 594.015, 512: 600.145, 256: 609.368 },
   'opt-mini': { 2048: 518.644, 512: 535.249, 256: 559.481 },
+  'llama-mini': { 4096: 168.568, 2048: 169.284, 512: 175.68, 256: 183.794 },
+  'llama-micro': { 2048: 255.011, 512: 260.875, 256: 268.547 },
 };
+// --set llama: the Llama fixtures (--data must then hold the Mistral-tokenizer ids: test.i32, calib.i32).
+const llamaSet = arg('set') === 'llama';
 
 const modelsDir = arg('models') ?? '/tmp/models';
 const dataDir = arg('data') ?? '.gpu/data';
@@ -73,7 +77,7 @@ async function main() {
   const profiles: Record<string, unknown> = {};
 
   // 1. dense perplexity
-  const pplCases: Array<[string, number]> = onlyTiming ? [] : quick ? [['opt-micro', 256]] : [['opt-micro', 2048], ['opt-micro', 512], ['opt-micro', 256], ['opt-mini', 2048]];
+  const pplCases: Array<[string, number]> = onlyTiming ? [] : llamaSet ? [['llama-micro', 2048], ['llama-mini', 4096], ['llama-mini', 2048]] : quick ? [['opt-micro', 256]] : [['opt-micro', 2048], ['opt-micro', 512], ['opt-micro', 256], ['opt-mini', 2048]];
   const tPpl = torch(pplCases.map(([m, T]) => ({ name: `ppl ${m} ${T}`, kind: 'ppl', model: `${modelsDir}/${m}`, ids: `${dataDir}/test.i32`, seqlen: T, windows: quick ? 4 : null })));
   const models = new Map<string, OptModel>();
   const getModel = async (m: string) => {
@@ -92,7 +96,7 @@ async function main() {
   }
 
   // 2. K-FAC factors vs PyTorch hooks, 4 × 256 tokens of the test text
-  for (const m of onlyTiming ? [] : ['opt-micro', 'opt-mini']) {
+  for (const m of onlyTiming ? [] : llamaSet ? ['llama-micro', 'llama-mini'] : ['opt-micro', 'opt-mini']) {
     const T = 256, n = 4;
     const dump = `/tmp/torch_kfac_${m}.bin`;
     const [tk] = torch([{ name: `kfac ${m}`, kind: 'kfac_dump', model: `${modelsDir}/${m}`, ids: `${dataDir}/test.i32`, seqlen: T, nseq: n, out: dump }]);
@@ -118,7 +122,8 @@ async function main() {
   const calib = calibrationWindows(calibIds, quick ? 4 : 128, T, 0);
   const calibFile = '/tmp/calib_windows.i32';
   writeFileSync(calibFile, Buffer.from(new Int32Array(calib.flatMap((w) => Array.from(w))).buffer));
-  if (!onlyTiming) timing.push({ name: 'kfac opt-mini', ckpt: () => loadCheckpoint(`${modelsDir}/opt-mini`), nseq: calib.length, ids: calib, torchSpec: { model: `${modelsDir}/opt-mini`, ids: calibFile } });
+  if (llamaSet) timing.push({ name: 'kfac llama-mini 16 × 2048', ckpt: () => loadCheckpoint(`${modelsDir}/llama-mini`), nseq: 16, ids: calib.slice(0, 16), torchSpec: { model: `${modelsDir}/llama-mini`, ids: calibFile }, batch: 2 });
+  if (!onlyTiming && !llamaSet) timing.push({ name: 'kfac opt-mini', ckpt: () => loadCheckpoint(`${modelsDir}/opt-mini`), nseq: calib.length, ids: calib, torchSpec: { model: `${modelsDir}/opt-mini`, ids: calibFile } });
   const sweep = (arg('kfac-batches') ?? '').split(',').filter(Boolean).map(Number);
   for (const b of sweep) timing.push({ name: `kfac opt-mini batch ${b}`, ckpt: () => loadCheckpoint(`${modelsDir}/opt-mini`), nseq: calib.length, ids: calib, torchSpec: { model: `${modelsDir}/opt-mini`, ids: calibFile }, batch: b });
   const cfg125 = { model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, do_layer_norm_before: true, activation_function: 'relu', enable_bias: true, tie_word_embeddings: true, dtype: 'float32', layer_norm_elementwise_affine: true, pad_token_id: 1, bos_token_id: 2, eos_token_id: 2 };
@@ -126,7 +131,7 @@ async function main() {
   let s = 7;
   const rand125 = Array.from({ length: n125 }, () => Int32Array.from({ length: T }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % 50272; }));
   // Too slow for a CPU adapter (~0.4 TFLOP for even 2 × 256 tokens); GPU machine only.
-  if (!quick && !onlyTiming) timing.push({ name: 'kfac opt-125m-shape (random)', ckpt: async () => randomCheckpoint(cfg125), nseq: n125, ids: rand125, torchSpec: { random: { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, enable_bias: true } } });
+  if (!quick && !onlyTiming && !llamaSet) timing.push({ name: 'kfac opt-125m-shape (random)', ckpt: async () => randomCheckpoint(cfg125), nseq: n125, ids: rand125, torchSpec: { random: { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, enable_bias: true } } });
   for (const [m, mdl] of models) { mdl.dispose(); models.delete(m); }
   ctx.trim();
   // PyTorch at the same windows per forward/backward as ours (2 = our default at seqlen 2048).

@@ -1,5 +1,6 @@
 /**
- * Quality and speed of pruneModel() on a real checkpoint (issue 4), FIXTURES protocol:
+ * Quality and speed of pruneModel() (or SparseGPT / Wanda with --method sparsegpt|wanda) on a real checkpoint
+ * of any supported family (OPT, Llama), FIXTURES protocol:
  * calibration = nsamples random windows of seqlen from the calibration ids (seed 100, as the authors' runs),
  * perplexity on WikiText-2 test windows of seqlen after every shot (eval time reported separately).
  *   node dist-node/prune.mjs --model <dir> --data <dir with test.i32, calib.i32> --structure rows-cols
@@ -13,8 +14,9 @@ import { readFileSync } from 'node:fs';
 import { GpuContext } from '../src/gpu/context';
 import { loadCheckpoint, calibrationWindows } from '../src/io/index';
 import type { AttentionImpl } from '../src/kernels/attention';
-import { OptModel, perplexity } from '../src/model/index';
-import { pruneModel, type Method, type Structure } from '../src/surgeon/index';
+import { DecoderModel, perplexity } from '../src/model/index';
+import { pruneModel, type Method, type PruneReport, type Structure } from '../src/surgeon/index';
+import { sparsegptPrune, wandaPrune } from '../src/surgeon/peers/index';
 import { arg, table, writeJson } from './harness';
 
 function i32(path: string): Int32Array {
@@ -28,7 +30,7 @@ async function main() {
   const structure = (arg('structure') ?? 'rows-cols') as Structure;
   const sparsity = Number(arg('sparsity') ?? 0.5);
   const shots = arg('shots') ? Number(arg('shots')) : undefined;
-  const method = (arg('method') ?? 'surgeon') as Method;
+  const method = (arg('method') ?? 'surgeon') as Method | 'sparsegpt' | 'wanda';
   const nsamples = Number(arg('nsamples') ?? 128);
   const seqlen = Number(arg('seqlen') ?? 2048);
   const evalEvery = Number(arg('eval-every') ?? 0);
@@ -47,7 +49,7 @@ async function main() {
   const ctx = await GpuContext.create({ needs: { maxStorageBufferBindingSize: 256 << 20 } });
   console.log(`adapter: ${JSON.stringify(ctx.gpu.info)}`);
   const ckpt = await loadCheckpoint(modelDir);
-  const model = await OptModel.fromCheckpoint(ctx, ckpt);
+  const model = await DecoderModel.fromCheckpoint(ctx, ckpt);
   model.attentionImpl = attentionImpl;
   const testIds = i32(`${dataDir}/test.i32`);
   const calib = calibrationWindows(i32(`${dataDir}/${calibFile}`), nsamples, seqlen, seed);
@@ -60,7 +62,8 @@ async function main() {
   const t0 = performance.now();
   // Evaluate at chosen shots through onShotEnd: pruneModel's own per-shot evaluation would run every shot.
   const shotPpl = new Map<number, number>();
-  const report = await pruneModel(ctx, model, calib, {
+  const peer = method === 'sparsegpt' || method === 'wanda';
+  const report: PruneReport = peer ? await peerReport() : await pruneModel(ctx, model, calib, {
     structure, sparsity, shots, method, seed, lora, batch,
     onShotEnd: async (shot) => {
       if (evalEvery <= 0 || shot % evalEvery !== 0) return;
@@ -74,6 +77,16 @@ async function main() {
       if (now - last > 5000) { console.log(`  ${p.phase} shot ${p.shot}/${p.shots} ${(p.fraction * 100).toFixed(0)}% eta ${p.etaSeconds?.toFixed(0) ?? '?'} s`); last = now; }
     },
   });
+  // One-pass peers: their report in the surgeon's shape (one "shot", per-layer zeros, phase seconds).
+  async function peerReport(): Promise<PruneReport> {
+    const r = await (method === 'sparsegpt' ? sparsegptPrune : wandaPrune)(ctx, model, calib, { structure: structure as 'element' | `${number}:${number}`, sparsity });
+    const byModuleType: PruneReport['byModuleType'] = {};
+    for (const L of r.layers) {
+      const t = (byModuleType[L.name.slice(L.name.lastIndexOf('.') + 1)] ??= { params: 0, zeros: 0 });
+      t.params += L.params; t.zeros += L.zeros;
+    }
+    return { shots: [{ shot: 1, target: sparsity, achieved: r.achievedSparsity, seconds: r.seconds }], layers: r.layers.map((L) => ({ name: L.name, type: L.name.slice(L.name.lastIndexOf('.') + 1), params: L.params, zeros: L.zeros })), byModuleType, achievedSparsity: r.achievedSparsity, seconds: r.seconds };
+  }
   const pruneSeconds = (performance.now() - t0) / 1000 - evalSeconds;
   const te = performance.now();
   const pruned = await perplexity(ctx, model, testIds, { seqlen, windows: evalWindows });

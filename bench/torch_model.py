@@ -5,12 +5,12 @@ import json, math, sys, time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import OPTConfig, OPTForCausalLM
+from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 dev = 'cuda'
-PRUNABLE = ('q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2')
+PRUNABLE = ('q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')
 
 
 def load(spec):
@@ -18,7 +18,7 @@ def load(spec):
         cfg = OPTConfig(**spec['random'])
         torch.manual_seed(0)
         return OPTForCausalLM(cfg).to(dev, torch.float32).eval()
-    return OPTForCausalLM.from_pretrained(spec['model'], dtype=torch.float32).to(dev).eval()
+    return AutoModelForCausalLM.from_pretrained(spec['model'], dtype=torch.float32).to(dev).eval()  # the class config.json names
 
 
 def ids_of(spec):
@@ -48,17 +48,19 @@ def prunable_modules(model):
 
 
 def kfac(model, seqs, batch):
-    """A = Σ a'a'ᵀ / N (ones column), G = Σ g gᵀ / N with g = ∂(per-sequence mean CE)/∂y; per ALGORITHM §2."""
+    """A = Σ a'a'ᵀ / N (ones column only for a linear with bias), G = Σ g gᵀ / N with g = ∂(per-sequence mean CE)/∂y; per ALGORITHM §2."""
     mods = prunable_modules(model)
     A, G, hooks = {}, {}, []
     for name, m in mods:
         C, R = m.in_features, m.out_features
-        A[name] = torch.zeros(C + 1, C + 1, device=dev)
+        ones = m.bias is not None
+        A[name] = torch.zeros(C + ones, C + ones, device=dev)
         G[name] = torch.zeros(R, R, device=dev)
 
-        def fwd(mod, inp, out, name=name):
+        def fwd(mod, inp, out, name=name, ones=ones):
             a = inp[0].detach().reshape(-1, inp[0].shape[-1])
-            a = torch.cat([a, torch.ones(a.shape[0], 1, device=dev)], 1)
+            if ones:
+                a = torch.cat([a, torch.ones(a.shape[0], 1, device=dev)], 1)
             A[name] += a.T @ a
 
         def bwd(mod, gin, gout, name=name):

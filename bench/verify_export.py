@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Check a folder written by `llm-surgeon prune` with a real client (PyTorch + transformers).
 
-Loads the pruned folder with OPTForCausalLM.from_pretrained (float32 compute, TF32 off), computes the
+Loads the pruned folder with AutoModelForCausalLM.from_pretrained (float32 compute, TF32 off; the class
+config.json names: OPTForCausalLM, LlamaForCausalLM, …) and checks it is that class, computes the
 perplexity per ALGORITHM.md §10 on the same windows as report.json (its perplexity.seqlen and .windows),
 counts the exact zeros of every prunable layer's W' = [W | b], and compares both with report.json:
   - perplexity within --rtol (default 1e-4 relative) of report.perplexity.pruned,
-  - zeros per layer equal to report.layers[i].zeros, parameter counts R·(C+1) equal, achieved sparsity equal,
+  - zeros per layer equal to report.layers[i].zeros, parameter counts R·(C+1) (R·C without bias) equal, achieved sparsity equal,
   - for an n:m structure, at least n zeros in every group of m consecutive input columns.
 Optionally (--dense MODEL) the same perplexity of the source model against report.perplexity.dense.
 
@@ -22,9 +23,9 @@ import sys
 import time
 
 import torch
-from transformers import AutoTokenizer, OPTForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-PRUNABLE = re.compile(r"^model\.decoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)$")
+PRUNABLE = re.compile(r"^model\.(decoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|fc1|fc2)|layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj))$")
 
 
 def join_rows(raw):
@@ -46,9 +47,13 @@ def token_ids(path, tokenizer, raw):
 
 def load(folder, device):
     try:
-        model = OPTForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     except TypeError:  # transformers < 4.56 names it torch_dtype
-        model = OPTForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    with open(f"{folder}/config.json") as f:
+        want = json.load(f)["architectures"][0]
+    if type(model).__name__ != want:
+        raise SystemExit(f"{folder}: loaded as {type(model).__name__}, config.json names {want}")
     return model.to(device).eval()
 
 
@@ -69,8 +74,10 @@ def zero_counts(model, nm):
     for name, mod in model.named_modules():
         if not PRUNABLE.match(name):
             continue
-        w, b = mod.weight.detach(), mod.bias.detach()
-        entry = {"params": w.shape[0] * (w.shape[1] + 1), "zeros": int((w == 0).sum() + (b == 0).sum())}
+        w = mod.weight.detach()
+        b = mod.bias.detach() if mod.bias is not None else None  # Llama: no bias column
+        entry = {"params": w.shape[0] * (w.shape[1] + (1 if b is not None else 0)),
+                 "zeros": int((w == 0).sum() + (0 if b is None else (b == 0).sum()))}
         if nm:
             n, m = nm
             groups = (w == 0).reshape(w.shape[0], w.shape[1] // m, m).sum(-1)
@@ -99,6 +106,8 @@ def main():
     raw = "--raw" in report["tool"]["command"]
     failures = []
     result = {"folder": args.folder, "device": args.device, "torch": torch.__version__}
+    import transformers
+    result["transformers"] = transformers.__version__
 
     t0 = time.time()
     model = load(args.folder, args.device)
