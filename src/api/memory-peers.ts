@@ -9,29 +9,35 @@
  * peak up to the split-K/gram scratch plans (upper bounds only for K ≥ 4096 matmuls):
  *   statistics  embedCalibration: the hidden states of every calibration window ([B·T, d] per batch of
  *               B = ⌊4096/T⌋ windows, kept through the pass); then per batch one dense pass of a decoder
- *               layer (layerPass: LayerNorm y/mean/rstd ×2, q, k, v, attention out + lse, the residual
- *               copy h, fc1 activations [B·T, ffn]) with the layer's statistics of each input:
- *               SparseGPT H [C, C] per distinct input (q/k/v share one) + gramAccumulate's split
- *               partials; Wanda squared column norms [C] + colSums' block partials
- *   prune       SparseGPT per linear W [R, C], the statistics alive: a copy of H, then the reversed
- *               copy, Cholesky factor, pivot flags and block scratch; identity and triangular inverse
- *               (4 C² at once); U; the block errors [R, 128], scores and flags [R·128] (unstructured);
- *               the Cholesky kernels' two cached 16-byte dummies stay from then on (counted from the start).
- *               Wanda per linear: scores and flags [R·C]
- *   advance     the pruned layer's pass over every batch (no copy h), then the zero counts per tensor
+ *               layer (layerPass: the family's block with inspect and lateFree, replayed by its walk in
+ *               src/arch/<family>/memory.ts — OPT: LayerNorm y/mean/rstd ×2, q, k, v, attention out +
+ *               lse, the residual copy h, fc1 activations; Llama: RMSNorm y/rstd ×2, q [B·T, heads·hd],
+ *               k, v [B·T, kvHeads·hd] (RoPE in place), attention out + lse, h, gate and up [B·T, ffn],
+ *               the RoPE table cached on the model) with the layer's statistics of each input:
+ *               SparseGPT H [C, C] per distinct input (q/k/v share one; Llama's gate/up too) +
+ *               gramAccumulate's split partials; Wanda squared column norms [C] + colSums' block partials
+ *   prune       SparseGPT per linear W [R, C] (the family's linears, each with its own R, C), the
+ *               statistics alive: a copy of H, then the reversed copy, Cholesky factor, pivot flags and
+ *               block scratch; identity and triangular inverse (4 C² at once); U; the block errors
+ *               [R, 128], scores and flags [R·128] (unstructured); the Cholesky kernels' two cached 16-byte
+ *               dummies stay from then on (counted from the start). Wanda per linear: scores and flags [R·C]
+ *   advance     the pruned layer's pass over every batch (lateFree, x updated in place), then the zero
+ *               counts per tensor (weight, and bias where the linear has one)
  *   evaluate    dense and pruned perplexity: one forward batch without saving (memory.ts forwardOnlyBytes)
+ *               + the cached tables of both lengths
  * peak = weights + the largest phase; every layer has the same shapes, so one layer is replayed.
- * test/api-memory-peers.test.ts checks it against the pool's measured peak: never below, within 1% when
- * the pass sets the peak (equal to the byte on its runs); the evaluation term is memory.ts's upper bound.
+ * test/api-memory-peers.test.ts (OPT) and test/api-memory-llama.test.ts check it against the pool's
+ * measured peak: never below, within 1% when the pass sets the peak (equal to the byte on their runs);
+ * the evaluation term is memory.ts's bound (OPT) or replay (Llama).
  */
 
-import type { ModelConfig } from '../io/config';
+import { familySpec, type ModelConfig } from '../io/config';
 import { NB } from '../kernels/cholesky';
 import { COL_TILE } from '../kernels/reduce';
 import { MAX_BLOCK } from '../surgeon/peers/kernels';
 import { peerBatch } from '../surgeon/peers/layer-io';
 import {
-  checkFit, evalWindowsHint, evaluationOf, f32, gramScratch, hintText, largestFit, mib, splitScratch, weightsOf, worstPhase,
+  cachedBytes, checkFit, evalWindowsHint, evaluationOf, f32, familyWalk, gramScratch, hintText, largestFit, mib, Tally, weightsOf, worstPhase,
   type DeviceLimits, type MemorySettings,
 } from './memory';
 
@@ -52,39 +58,6 @@ export interface PeerMemoryEstimate {
   batch: number;
 }
 
-/** Pool bytes alive along a replay of allocations; `mark()` returns the peak since the last mark. */
-class Tally {
-  now = 0;
-  private top = 0;
-  largest = { bytes: 0, what: '' };
-  /** Allocate n f32/u32 entries; returns the bucket bytes (for free). */
-  add(n: number, what?: string): number {
-    if (what) this.big(4 * n, what);
-    return this.bytes(f32(n));
-  }
-  big(bytes: number, what: string): void {
-    if (bytes > this.largest.bytes) this.largest = { bytes, what };
-  }
-  /** Allocate already-bucketed bytes (scratch sized by memory.ts). */
-  bytes(b: number): number {
-    this.now += b;
-    this.top = Math.max(this.top, this.now);
-    return b;
-  }
-  free(...bs: number[]): void {
-    for (const b of bs) this.now -= b;
-  }
-  /** A buffer released right after its use. */
-  temp(b: number): void {
-    this.free(this.bytes(b));
-  }
-  mark(): number {
-    const p = this.top;
-    this.top = this.now;
-    return p;
-  }
-}
-
 /** colSums (reduce.ts) over `rows` rows of C columns: block partials, two levels alive at once; returns the [C] result's bytes (still allocated). */
 function colSums(t: Tally, rows: number, C: number): number {
   let prev = 0;
@@ -99,11 +72,12 @@ function colSums(t: Tally, rows: number, C: number): number {
 }
 
 export function estimatePeerMemory(c: ModelConfig, s: MemorySettings & { method: PeerMethod }, lim: DeviceLimits): PeerMemoryEstimate {
-  const d = c.hiddenSize, f = c.ffnDim, H = c.numHeads, T = s.seqlen, method = s.method;
+  const T = s.seqlen, method = s.method, d = c.hiddenSize;
   const nm = s.structure && s.structure !== 'element' ? /^(\d+):(\d+)$/.exec(s.structure) : null;
   const blocksize = nm ? MAX_BLOCK - (MAX_BLOCK % Number(nm[2])) : MAX_BLOCK; // resolvePeer's default
   const own = weightsOf(c);
-  const t = new Tally();
+  const walk = familyWalk(c);
+  const t = new Tally(lim);
   t.largest = own.largest;
   const batch = Math.min(Math.max(1, s.nsamples), peerBatch(T));
   const sizes: number[] = [];
@@ -113,14 +87,17 @@ export function estimatePeerMemory(c: ModelConfig, s: MemorySettings & { method:
   // SparseGPT: the Cholesky kernels' two cached 16-byte dummies (cholesky.ts dummy(ctx, 0 | 1)) appear in
   // the first prune and stay for the context's life, so every later layer's pass sees them (counted from the start).
   const dummies = method === 'sparsegpt' ? t.add(4) + t.add(4) : 0;
+  // The dense perplexity (before the pass) builds the model's cached tensors for its length (Llama's RoPE table).
+  if (s.evaluate) for (const x of walk.cachedTensors(s.evaluate.seqlen)) t.cached(x.key, x.n);
   const hidden = sizes.map((B) => {
     const ids = t.add(B * T);
-    const h = t.add(B * T * d, `hidden states (${B} × ${T} tokens × ${d})`);
+    const h = walk.embed(t, B * T);
+    t.big(4 * B * T * d, `hidden states (${B} × ${T} tokens × ${d})`);
     t.free(ids);
     return h;
   });
   const stats = new Map<string, number>();
-  const statistic = (key: string, C: number, rows: number) => {
+  const statistic = (key: string, rows: number, C: number) => {
     if (method === 'sparsegpt') {
       if (!stats.has(key)) stats.set(key, t.add(C * C, `Hessian (${C})²`));
       t.temp(gramScratch(C, rows, lim));
@@ -130,32 +107,19 @@ export function estimatePeerMemory(c: ModelConfig, s: MemorySettings & { method:
       else t.free(part); // added into the first batch's norms
     }
   };
-  // layerPass (layer-io.ts) over one batch of n rows: with `stat` the statistics pass, else advance.
-  const layer = (n: number, stat?: typeof statistic) => {
-    const alive = [t.add(n * d), t.add(n), t.add(n)]; // ln1
-    stat?.('qkv', d, n);
-    for (let i = 0; i < 3; i++) {
-      alive.push(t.add(n * d)); // q, k, v
-      t.temp(splitScratch(n, d, d, lim));
-    }
-    alive.push(t.add(n * d), t.add(n * H)); // attention out, lse
-    stat?.('out', d, n);
-    const h = stat ? t.add(n * d) : 0; // residual copy (advance: into the hidden state itself)
-    t.temp(splitScratch(n, d, d, lim));
-    alive.push(t.add(n * d), t.add(n), t.add(n)); // ln2
-    stat?.('fc1', d, n);
-    alive.push(t.add(n * f, `activations (${n / T} × ${T} tokens × ffn ${f})`));
-    t.temp(splitScratch(n, f, d, lim));
-    if (stat) stat('fc2', f, n);
-    else t.temp(splitScratch(n, d, f, lim));
-    t.free(h, ...alive);
+  // layerPass (layer-io.ts) over every batch: the family's block with lateFree; the statistics pass
+  // inspects (inputs reported, x unchanged, last linear skipped), advance updates x in place.
+  const pass = (inspect: boolean) => {
+    t.hooks = inspect ? { input: (_t, key, rows, C) => statistic(key, rows, C) } : {};
+    sizes.forEach((B, i) => walk.layer(t, 0, hidden[i], B, T, { inspect, lateFree: true }));
   };
-  for (const B of sizes) layer(B * T, statistic);
+  pass(true);
   const statistics = [...stats.values()].reduce((a, b) => a + b, 0);
   const phaseStats = t.mark();
 
-  // ---- prune: every linear of the layer with its statistics alive ----
-  const linears: Array<{ R: number; C: number }> = [{ R: d, C: d }, { R: d, C: d }, { R: d, C: d }, { R: d, C: d }, { R: f, C: d }, { R: d, C: f }];
+  // ---- prune: every linear of the layer (the family's, with its own R, C) with its statistics alive ----
+  const all = familySpec(c).prunableLayers(c);
+  const linears = all.filter((L) => L.layer === 0);
   for (const { R, C } of linears) {
     if (method === 'wanda') {
       t.free(t.add(R * C, `Wanda scores (${R} × ${C})`), t.add(R * C));
@@ -177,18 +141,18 @@ export function estimatePeerMemory(c: ModelConfig, s: MemorySettings & { method:
   t.free(...stats.values());
   const phasePrune = t.mark();
 
-  // ---- advance (all layers but the last), then the zero counts after the hidden states are freed ----
-  if (c.numLayers > 1) for (const B of sizes) layer(B * T);
+  // ---- advance (all layers but the last), then the zero counts (weight, and bias if any) after the hidden states are freed ----
+  if (c.numLayers > 1) pass(false);
   t.free(...hidden);
-  const counts = Array.from({ length: 2 * linears.length * c.numLayers }, () => t.add(1));
+  const counts = all.flatMap((L) => (L.bias ? [t.add(1), t.add(1)] : [t.add(1)]));
   t.free(...counts);
   const phaseAdvance = t.mark();
 
-  // ---- evaluation: dense and pruned perplexity, one forward batch with only the weights (and dummies) alive ----
+  // ---- evaluation: dense and pruned perplexity, one forward batch with only the weights (dummies, cached tables) alive ----
   let phaseEval = 0;
   if (s.evaluate) {
     const ev = evaluationOf(c, lim, s.evaluate);
-    phaseEval = dummies + ev.bytes; // dense before the pass, pruned after it (with the dummies)
+    phaseEval = dummies + cachedBytes(c, [T, s.evaluate.seqlen]) + ev.bytes; // dense before the pass, pruned after it (with the dummies)
     t.big(ev.largest.bytes, ev.largest.what);
   }
 
