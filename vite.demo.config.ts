@@ -4,8 +4,8 @@ import { resolve } from 'node:path';
 
 /**
  * The demo page (demo/ → dist-demo/): `npm run demo` builds it and serves it with vite preview on
- * 127.0.0.1. Everything it needs (opt-micro in demo/public/models, the default text) is bundled, so it
- * works offline. WikiText-2 is never copied: in development, when ../shared is present, this server
+ * 127.0.0.1. Everything it needs (opt-micro and llama-micro in demo/public/models, the default text) is
+ * bundled, so it works offline. WikiText-2 is never copied: in development, when ../shared is present, this server
  * answers /dev-data/wikitext-2-raw/wiki.test.raw from it and the page offers it as evaluation text.
  */
 const root = import.meta.dirname;

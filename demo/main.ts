@@ -4,6 +4,7 @@
  */
 
 import { createSurgeonWorker, type SurgeonClient } from '../src/api/client';
+import { evaluate as apiEvaluate, loadModel as apiLoadModel, prune as apiPrune } from '../src/api/public';
 import { NotImplementedError } from '../src/api/errors';
 import type { Capabilities, ModelSummary } from '../src/api/types';
 import { SurgeonError } from '../src/errors';
@@ -15,10 +16,11 @@ import { renderSparsityChart } from './ui/chart';
 import { bytes, fillRows, int, pct } from './ui/format';
 import { ProgressView } from './ui/progress';
 import { PruneController } from './ui/prune';
-import { EMBEDDED_MODEL_URL, SourcePicker } from './ui/sources';
+import { embeddedLabel, SourcePicker } from './ui/sources';
 import { PruneAbortedError } from '../src/surgeon/options';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const FAMILY_NAMES: Record<string, string> = { opt: 'OPT', llama: 'Llama' };
 const progress = new ProgressView();
 const picker = new SourcePicker($<HTMLFormElement>('model-form'));
 const client: SurgeonClient = createSurgeonWorker();
@@ -31,8 +33,15 @@ let overallSparsity = 'dense';
 let pruned = false;
 let busyJob = false;
 
-// Handle for the browser end-to-end tests (test/e2e): the client and the error classes of this bundle.
-Object.assign(globalThis, { __surgeonDemo: { client, errors: { SurgeonError, CheckpointFormatError, DeviceLostError, NotImplementedError, PruneAbortedError } } });
+// Handle for the browser end-to-end tests (test/e2e): the client, the library's page API (its own
+// worker, started on first use) and the error classes of this bundle.
+Object.assign(globalThis, {
+  __surgeonDemo: {
+    client,
+    api: { loadModel: apiLoadModel, prune: apiPrune, evaluate: apiEvaluate },
+    errors: { SurgeonError, CheckpointFormatError, DeviceLostError, NotImplementedError, PruneAbortedError },
+  },
+});
 
 function describe(e: unknown): string {
   if (e instanceof SurgeonError) return `${e.name}: ${e.message}`;
@@ -103,8 +112,8 @@ async function showSparsity(byModule?: Record<string, { params: number; zeros: n
   const zeros = entries.reduce((a, e) => a + e.zeros, 0);
   const total = entries.reduce((a, e) => a + e.rows * e.cols, 0);
   overallSparsity = `${pct(zeros / Math.max(total, 1), 2)} zeros`;
-  const modules = byModule ? ` By module (with biases): ${Object.entries(byModule).map(([k, v]) => `${k} ${pct(v.zeros / Math.max(v.params, 1), 1)}`).join(', ')}.` : '';
-  renderSparsityChart($('chart'), entries, `Exact zeros per prunable weight: ${pct(zeros / Math.max(total, 1), 2)} overall (${int(zeros)} of ${int(total)}).${modules}`);
+  const modules = byModule ? ` By module (weights and biases, if any): ${Object.entries(byModule).map(([k, v]) => `${k} ${pct(v.zeros / Math.max(v.params, 1), 1)}`).join(', ')}.` : '';
+  renderSparsityChart($('chart'), entries, `Exact zeros per prunable weight: ${pct(zeros / Math.max(total, 1), 2)} overall (${int(zeros)} of ${int(total)}).${modules}`, model?.moduleTypes ?? []);
 }
 
 const pruner = new PruneController({
@@ -140,11 +149,12 @@ $<HTMLFormElement>('model-form').addEventListener('submit', async (ev) => {
   try {
     // Progress arrives on its own channel and may trail the result: drop events of a finished load.
     model = await client.loadModel(spec, { onProgress: (p) => job === loadJob && loading && progress.load(p) });
-    if (spec.kind === 'url' && spec.url === EMBEDDED_MODEL_URL) model.label = 'opt-micro (embedded)';
+    if (spec.kind === 'url') model.label = embeddedLabel(spec.url) ?? model.label;
     const m = model;
     const table = $<HTMLTableElement>('model-summary');
     fillRows(table.tBodies[0], [
-      ['Source', m.label], ['Layers', int(m.numLayers)], ['Hidden size', int(m.hiddenSize)], ['Heads', int(m.numHeads)],
+      ['Source', m.label], ['Family', `${FAMILY_NAMES[m.family] ?? m.family} (${m.architecture})`], ['Layers', int(m.numLayers)],
+      ['Hidden size', int(m.hiddenSize)], ['Heads', int(m.numHeads)], ['Key/value heads', int(m.numKvHeads)], ['Head size', int(m.headDim)],
       ['FFN size', int(m.ffnDim)], ['Vocabulary', int(m.vocabSize)], ['Parameters', int(m.parameters)],
       ['Stored as', m.sourceDtype], ['On the GPU (f32)', bytes(m.gpuBytes)], ['Tokenizer', m.hasTokenizer ? 'yes' : 'no'],
     ]);

@@ -2,7 +2,14 @@
 
 import type { ModelSourceSpec } from '../../src/api/types';
 
-export const EMBEDDED_MODEL_URL = 'models/opt-micro/';
+/** Models bundled in demo/public/models, by the value of their source radio; the first is the default. */
+export const EMBEDDED_MODELS: Record<string, { url: string; label: string }> = {
+  embedded: { url: 'models/opt-micro/', label: 'opt-micro (embedded)' },
+  'embedded-llama': { url: 'models/llama-micro/', label: 'llama-micro (embedded)' },
+};
+
+/** The label of a bundled model's URL, if it is one. */
+export const embeddedLabel = (url: string): string | undefined => Object.values(EMBEDDED_MODELS).find((m) => m.url === url)?.label;
 
 type Entry = FileSystemEntry;
 
@@ -68,7 +75,7 @@ export class SourcePicker {
         if (!this.dropped.length) return 'Choose or drop the checkpoint files (or one .zip) first.';
         return { kind: 'files', files: this.dropped };
       default:
-        return { kind: 'url', url: EMBEDDED_MODEL_URL };
+        return { kind: 'url', url: (EMBEDDED_MODELS[choice] ?? EMBEDDED_MODELS.embedded).url };
     }
   }
 }

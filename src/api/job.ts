@@ -205,7 +205,7 @@ export async function runPruneJob(
         emit({ phase: 'checkpoint', shot: { index: shot, total: resolved.shots }, fraction: shot / resolved.shots }, true);
         const w = new Map<string, { data: Float32Array; shape: number[] }>();
         for (const L of layers) {
-          for (const n of [`${L.name}.weight`, `${L.name}.bias`]) {
+          for (const n of L.bias ? [`${L.name}.weight`, `${L.name}.bias`] : [`${L.name}.weight`]) { // bias-free families (Llama) have no .bias
             const t = gpu.weight(n);
             w.set(n, { data: await t.read(), shape: [...t.shape] });
           }

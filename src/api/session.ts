@@ -5,6 +5,7 @@
  * Kept free of worker globals so it can also run in Node (Dawn) behind the same API.
  */
 
+import { prunableLayersOf } from '../arch/registry';
 import { GpuContext } from '../gpu/context';
 import { BASE_NEEDS } from '../gpu/device';
 import { LimitExceededError, ShapeError } from '../gpu/errors';
@@ -161,19 +162,15 @@ export class SurgeonSession {
     });
   }
 
-  /** Fraction of exact zeros in every prunable weight (q, k, v, out, fc1, fc2 of each layer) of the current weights. */
+  /** Fraction of exact zeros in every prunable weight of the current weights, labelled by the family's module types. */
   async sparsity(): Promise<SparsityEntry[]> {
     const m = this.needModel();
-    const out: SparsityEntry[] = [];
-    for (const [name, data] of m.current.tensors) {
-      const hit = /^model\.decoder\.layers\.(\d+)\.(self_attn\.[qkv]_proj|self_attn\.out_proj|fc1|fc2)\.weight$/.exec(name);
-      if (!hit) continue;
+    return prunableLayersOf(m.current.config).map((L) => {
+      const data = m.current.tensors.get(`${L.name}.weight`)!;
       let zeros = 0;
       for (let i = 0; i < data.length; i++) if (data[i] === 0) zeros++;
-      const [rows, cols] = m.current.shapes.get(name)!;
-      out.push({ layer: Number(hit[1]), module: hit[2].replace('self_attn.', ''), rows, cols, zeros });
-    }
-    return out;
+      return { layer: L.layer, module: L.type, rows: L.R, cols: L.C, zeros };
+    });
   }
 
   /** The current weights as a Hugging Face folder (config.json, model.safetensors, tokenizer) zipped. */

@@ -1,13 +1,14 @@
 /**
  * `llm-surgeon eval --model <dir|url|hub-id> --text <file> [--seqlen N] [--windows N] [--batch N] [--raw]`
  *
- * Perplexity of an OPT checkpoint per ALGORITHM.md §10. A text file is joined like WikiText rows
- * (joinWikitextRows; --raw uses the file as is) and tokenised with the checkpoint's tokenizer.json;
+ * Perplexity of a checkpoint of any supported family per ALGORITHM.md §10. A text file is joined like
+ * WikiText rows (joinWikitextRows; --raw uses it as is) and tokenised with the checkpoint's tokenizer.json;
  * a .json file holding an array of token ids is used directly (e.g. wiki.test.opt-ids.json).
  * Prints the perplexity on stdout (progress on stderr) and returns an exit code:
  * 0 ok, 1 failure (message on stderr), 2 bad usage.
  */
 
+import { familySpec } from '../arch/registry';
 import { GpuContext } from '../gpu/context';
 import { SurgeonError } from '../errors';
 import { loadCheckpoint } from '../io/checkpoint';
@@ -17,7 +18,7 @@ import { DecoderModel } from '../model/model';
 import { intFlag, parseFlags, readIds, UsageError } from './args';
 
 const USAGE = `usage: llm-surgeon eval --model <dir|url|hub-id> --text <file> [--seqlen N] [--windows N] [--batch N] [--raw]
-  --model    checkpoint folder, .zip, base URL or Hugging Face id (OPT, safetensors)
+  --model    checkpoint folder, .zip, base URL or Hugging Face id (OPT, Llama, Mistral, Qwen2; safetensors)
   --text     text file (joined like WikiText rows unless --raw) or .json array of token ids
   --seqlen   tokens per window (default: max_position_embeddings)
   --windows  number of windows from the start (default: all)
@@ -37,7 +38,8 @@ function parseArgs(argv: string[]): Args | 'help' {
   return { model, text, seqlen: opt('--seqlen'), windows: opt('--windows'), batch: opt('--batch'), raw: f.has('--raw') };
 }
 
-export async function evalCommand(argv: string[]): Promise<number> {
+/** `env.ctx`: use this GPU context (kept alive afterwards; tests share one) instead of creating one. */
+export async function evalCommand(argv: string[], env: { ctx?: GpuContext } = {}): Promise<number> {
   let args: Args | 'help';
   try {
     args = parseArgs(argv);
@@ -50,7 +52,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  let ctx: GpuContext | undefined;
+  let owned: GpuContext | undefined;
+  let model: DecoderModel | undefined;
   try {
     const t0 = performance.now();
     const ckpt = await loadCheckpoint(args.model);
@@ -59,10 +62,10 @@ export async function evalCommand(argv: string[]): Promise<number> {
       const tok = await loadTokenizer(ckpt.tokenizerJson, ckpt.tokenizerConfig);
       return (text) => tok.encode(text);
     }, args.raw);
-    ctx = await GpuContext.create();
+    const ctx = env.ctx ?? (owned = await GpuContext.create());
     const info = ctx.gpu.info;
-    process.stderr.write(`model ${args.model}: ${ckpt.config.numLayers} layers, d=${ckpt.config.hiddenSize}, ${ids.length} tokens; GPU ${info.vendor} ${info.device || info.description}\n`);
-    const model = await DecoderModel.fromCheckpoint(ctx, ckpt);
+    process.stderr.write(`model ${args.model}: ${familySpec(ckpt.config).describe(ckpt.config)}, ${ids.length} tokens; GPU ${info.vendor} ${info.device || info.description}\n`);
+    model = await DecoderModel.fromCheckpoint(ctx, ckpt);
     const t1 = performance.now();
     const res = await perplexity(ctx, model, ids, {
       seqlen: args.seqlen, windows: args.windows, batch: args.batch,
@@ -72,13 +75,13 @@ export async function evalCommand(argv: string[]): Promise<number> {
     process.stderr.write('\n');
     const seqlen = args.seqlen ?? ckpt.config.maxPositions;
     process.stdout.write(`perplexity ${res.ppl.toFixed(5)} (${res.nll.length} windows of ${seqlen} tokens; eval ${((t2 - t1) / 1000).toFixed(2)} s, load ${((t1 - t0) / 1000).toFixed(2)} s)\n`);
-    model.dispose();
     return 0;
   } catch (e) {
     const err = e as Error;
     process.stderr.write(`llm-surgeon eval: ${err.name === 'Error' ? '' : `${err.name}: `}${err.message}\n`);
     return 1;
   } finally {
-    ctx?.destroy();
+    model?.dispose(); // a shared context outlives the command
+    owned?.destroy();
   }
 }

@@ -13,8 +13,8 @@ import { pruneCommand } from './prune';
 
 const USAGE = `llm-surgeon ${version} — LLM Surgeon pruning (ICLR 2024) on WebGPU
 usage: llm-surgeon <command> [options]
-  prune     prune an OPT checkpoint, write a Hugging Face folder and report.json
-  eval      perplexity of an OPT checkpoint (ALGORITHM.md §10)
+  prune     prune a checkpoint (OPT, Llama, Mistral, Qwen2; safetensors) into a Hugging Face folder + report.json
+  eval      perplexity of a checkpoint (OPT, Llama, Mistral, Qwen2; safetensors; ALGORITHM.md §10)
   help      this text (llm-surgeon <command> --help for a command's options)
   version   print the version
 Without a GPU driver, set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json (software GPU).`;

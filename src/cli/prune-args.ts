@@ -13,7 +13,8 @@ export const METHODS = ['surgeon', 'kobd', 'lobd', 'magnitude', 'sparsegpt', 'wa
 export type CliMethod = (typeof METHODS)[number];
 
 export const PRUNE_USAGE = `usage: llm-surgeon prune --model <dir|zip|url|hub-id> --calib <file> --structure <s> --sparsity <x> --out <dir> [options]
-  --model           OPT checkpoint: folder, .zip, base URL or Hugging Face id (safetensors); only read
+  --model           checkpoint (OPT, Llama, Mistral, Qwen2; safetensors): folder, .zip, base URL or
+                    Hugging Face id; only read
   --calib           calibration text (joined like WikiText rows unless --raw) or .json array of token ids
                     (not needed for --method magnitude)
   --structure       rows-cols | element | 2:4 | n:m (e.g. 4:8)

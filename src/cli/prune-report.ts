@@ -1,10 +1,11 @@
 /**
  * Helpers of `llm-surgeon prune`: the throttled stderr progress line, zero counting on the exported
  * (dtype-rounded) host weights by the official convention (W' = weight + bias of every prunable
- * linear, ALGORITHM.md §1), N:M group checks, and per-decoder-layer aggregation for report.json.
+ * linear, W alone for a linear without bias; ALGORITHM.md §1), N:M group checks, and per-module-type
+ * and per-decoder-layer aggregation for report.json.
  */
 
-import type { PrunableLayer } from '../model/model';
+import { packedCols, type PrunableLayer } from '../arch/types';
 
 const PROGRESS_INTERVAL_S = 3; // one progress line every few seconds: readable in logs, not spam
 
@@ -39,7 +40,8 @@ export function makeLog(quiet: boolean, start: number): { log: (msg: string) => 
     // ETA from the mean duration of finished shots (phases within a shot are uneven, so the in-shot
     // fraction is a poor clock); during the first shot, the event's own estimate if it has one.
     const etaS = shotsDone ? Math.max(0, (doneSeconds / shotsDone) * (p.shots - p.shot + 1) - (t - shotStart)) : p.etaSeconds;
-    const layer = p.layer ? ` ${p.layer.replace(/^model\.decoder\.layers\./, 'L')}` : '';
+    // "model.decoder.layers.3.fc1" (OPT), "model.layers.3.mlp.up_proj" (Llama) → "L3.…"
+    const layer = p.layer ? ` ${p.layer.replace(/^model\.(decoder\.)?layers\./, 'L')}` : '';
     const eta = etaS !== undefined ? `, ETA ${fmtSeconds(etaS)}` : '';
     log(`${p.shots > 1 ? `shot ${p.shot}/${p.shots} ` : ''}${p.phase}${layer} ${(p.fraction * 100).toFixed(0)}%${eta}`);
   };
@@ -48,9 +50,10 @@ export function makeLog(quiet: boolean, start: number): { log: (msg: string) => 
 
 export interface LayerCount {
   name: string;
+  /** The family's module label (q_proj … fc2, down_proj). */
   type: string;
   layer: number;
-  /** R·(C+1): weight plus bias column. */
+  /** R·(C+1) with a bias (weight plus bias column), R·C without. */
   params: number;
   zeros: number;
   /** N:M only: groups of m consecutive inputs (bias excluded) holding ≥ n zeros, and all groups. */
@@ -60,11 +63,14 @@ export interface LayerCount {
 /** Exact zeros of W' per prunable layer in `weights` (the values as exported). */
 export function countLayerZeros(weights: Map<string, Float32Array>, layers: readonly PrunableLayer[], nm?: { n: number; m: number }): LayerCount[] {
   return layers.map((L) => {
-    const w = weights.get(`${L.name}.weight`)!, b = weights.get(`${L.name}.bias`)!;
+    const w = weights.get(`${L.name}.weight`)!;
     let zeros = 0;
     for (let i = 0; i < w.length; i++) if (w[i] === 0) zeros++;
-    for (let i = 0; i < b.length; i++) if (b[i] === 0) zeros++;
-    const out: LayerCount = { name: L.name, type: L.name.split('.').pop()!, layer: L.layer, params: L.R * (L.C + 1), zeros };
+    if (L.bias) {
+      const b = weights.get(`${L.name}.bias`)!;
+      for (let i = 0; i < b.length; i++) if (b[i] === 0) zeros++;
+    }
+    const out: LayerCount = { name: L.name, type: L.type, layer: L.layer, params: L.R * packedCols(L), zeros };
     if (nm) {
       let full = 0;
       const groups = L.C / nm.m;

@@ -1,5 +1,5 @@
 /**
- * `llm-surgeon prune`: prune an OPT checkpoint on the GPU (pruneModel, ALGORITHM.md §2–§7) and write a
+ * `llm-surgeon prune`: prune a checkpoint of any supported family (arch/registry.ts) on the GPU (pruneModel, ALGORITHM.md §2–§7) and write a
  * Hugging Face folder (config.json, model.safetensors, tokenizer files) plus report.json.
  *
  * Flow: check arguments and --out (nothing is loaded before the command line is valid) → load the
@@ -12,6 +12,7 @@
  */
 
 import { version } from '../../package.json';
+import { familySpec } from '../arch/registry';
 import { GpuContext } from '../gpu/context';
 import { loadCheckpoint } from '../io/checkpoint';
 import { DatasetError } from '../io/errors';
@@ -81,7 +82,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   const ckpt = await loadCheckpoint(a.model, { signal });
   const cfg = ckpt.config;
   const dtype: ExportDType = a.dtype ?? 'float32';
-  log(`model ${a.model}: OPT ${cfg.numLayers} layers, d=${cfg.hiddenSize}, ffn=${cfg.ffnDim}, ${ckpt.sourceDtype} weights`);
+  log(`model ${a.model}: ${familySpec(cfg).describe(cfg)}, ${ckpt.sourceDtype} weights`);
   const seqlen = a.seqlen ?? Math.min(2048, cfg.maxPositions);
   if (seqlen > cfg.maxPositions || seqlen < 2) throw new UsageError(`--seqlen ${seqlen} must be in 2…${cfg.maxPositions} (max_position_embeddings of this model)`);
   const evalSeqlen = a.evalSeqlen ?? cfg.maxPositions;
@@ -185,12 +186,17 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   const report = {
     tool: { name: 'llm-surgeon-webgpu', version, command: ['llm-surgeon', 'prune', ...a.argv] },
     date: new Date().toISOString(),
-    model: { source: a.model, sourceDtype: ckpt.sourceDtype, configDtype: configDType(cfg.raw) ?? null, layers: cfg.numLayers, hiddenSize: cfg.hiddenSize, ffnDim: cfg.ffnDim },
+    model: {
+      source: a.model, family: cfg.family, modelType: cfg.modelType, architecture: cfg.architecture,
+      sourceDtype: ckpt.sourceDtype, configDtype: configDType(cfg.raw) ?? null, layers: cfg.numLayers, hiddenSize: cfg.hiddenSize,
+      numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, ffnDim: cfg.ffnDim,
+      moduleTypes: [...familySpec(cfg).moduleTypes],
+    },
     options: prune.options,
     calibration: a.calib ? { file: a.calib, tokens: calibTokens, nsamples: a.nsamples, seqlen, seed: a.seed } : null,
     adapter: { ...info, limits: { maxStorageBufferBindingSize: ctx.limits.maxStorageBufferBindingSize, maxBufferSize: ctx.limits.maxBufferSize } },
-    // Official convention (ALGORITHM.md §1): zeros / parameters of every pruned linear's W' (bias column
-    // included), counted on the weights as written to model.safetensors.
+    // Official convention (ALGORITHM.md §1): zeros / parameters of every pruned linear's W' (the bias
+    // column included where the layer has one), counted on the weights as written to model.safetensors.
     target: a.sparsity,
     achievedSparsity: alloc.achievedSparsity,
     params: alloc.params,

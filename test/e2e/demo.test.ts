@@ -87,13 +87,15 @@ describe('demo page in Chromium', () => {
       expect(n(rows['Layers'])).toBe(cfg.numLayers);
       expect(n(rows['Hidden size'])).toBe(cfg.hiddenSize);
       expect(n(rows['Heads'])).toBe(cfg.numHeads);
+      expect([rows['Family'], n(rows['Key/value heads']), n(rows['Head size'])]).toEqual(['OPT (OPTForCausalLM)', cfg.numHeads, cfg.headDim]);
       expect(n(rows['FFN size'])).toBe(cfg.ffnDim);
       expect(n(rows['Vocabulary'])).toBe(cfg.vocabSize);
       expect(n(rows['Parameters'])).toBe(params);
       expect(rows['Stored as']).toBe('F16');
       expect(rows['Tokenizer']).toBe('yes');
       // Chart: one bar per prunable module (q, k, v, out, fc1, fc2) per layer; a dense model has ~no exact zeros.
-      expect(await page.$$eval('[data-testid=chart] svg rect', (r) => r.length)).toBe(6 * cfg.numLayers);
+      const bars = await page.$$eval('[data-testid=chart] svg rect', (r) => r.map((x) => x.getAttribute('data-module')));
+      expect(bars).toEqual(Array.from({ length: cfg.numLayers }, () => ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2']).flat());
       expect(await page.textContent('[data-testid=chart] figcaption')).toMatch(/overall/);
       await page.waitForFunction(() => !/^0 B in use/.test(document.getElementById('gpu-mem')!.textContent ?? ''), null, { timeout: 5000 });
       const mem = await page.evaluate(() => (globalThis as any).__surgeonDemo.client.memory());

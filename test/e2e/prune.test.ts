@@ -84,7 +84,7 @@ describe('pruning in the demo page', () => {
       expect(rows.map((r) => r[0])).toEqual(['1', '2']);
       // Chart: 12 bars, caption with the overall sparsity and the per-module split.
       expect(await page.$$eval('[data-testid=chart] svg rect', (r) => r.length)).toBe(12);
-      expect(await page.textContent('[data-testid=chart] figcaption')).toMatch(/overall.*By module \(with biases\): q_proj [\d.]+%.*fc2 [\d.]+%/);
+      expect(await page.textContent('[data-testid=chart] figcaption')).toMatch(/overall.*By module \(weights and biases, if any\): q_proj [\d.]+%.*fc2 [\d.]+%/);
       // Text before and after.
       expect(await page.textContent('[data-testid=gen-before]')).toMatch(/^The river./s);
       expect(await page.textContent('[data-testid=gen-after]')).toMatch(/^The river./s);
