@@ -19,7 +19,7 @@ for f in glob.glob('.gpu/data-llama/*.i32.xz'):
 "
 export PYTHONUNBUFFERED=1
 if [ -z "$SKIP_CHECKS" ]; then
-  node dist-node/model.mjs --set llama --models /tmp/models --data /tmp/data-llama --torch --out "$OUT/h200-llama-model.json" 2>&1 | tail -n 40
+  [ -n "$SKIP_MODEL" ] || node dist-node/model.mjs --set llama --models /tmp/models --data /tmp/data-llama --torch --out "$OUT/h200-llama-model.json" 2>&1 | tail -n 40
   node dist-node/cli.mjs prune --model /tmp/models/llama-mini --calib /tmp/data-llama/calib.json --eval /tmp/data-llama/test.json \
     --structure rows-cols --sparsity 0.3 --shots 8 --nsamples 32 --seqlen 4096 --batch 8 --out /tmp/exp30 2>&1 | tail -n 8
   python3 bench/verify_export.py --folder /tmp/exp30 --text /tmp/data-llama/test.json --dense /tmp/models/llama-mini --json "$OUT/h200-llama-export-verify.json" | tail -n 25

@@ -129,7 +129,8 @@ def main():
 
     pp = report.get("perplexity")
     if pp:
-        tok = AutoTokenizer.from_pretrained(args.folder)
+        # .json ids need no tokenizer (transformers would need sentencepiece for a slow Llama tokenizer)
+        tok = None if args.text.endswith(".json") else AutoTokenizer.from_pretrained(args.folder)
         ids = token_ids(args.text, tok, raw)
         seqlen, windows = pp["seqlen"], pp["windows"]
         if ids.numel() // seqlen < windows:
