@@ -517,7 +517,9 @@ export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: Devi
 
   // ---- tensors the model keeps from its first forward of a length on (Llama's RoPE tables) ----
   const lengths = [...(curvature || s.lora ? [T] : []), ...(s.evaluate ? [s.evaluate.seqlen] : [])];
-  const cached = cachedBytes(c, lengths);
+  // + gather.ts's per-context index placeholder (one 16-byte u32 tensor, kept from the first gather on).
+  // Llama's walk is exact, so it shows there; OPT's upper bounds already cover it (its values stay as before).
+  const cached = cachedBytes(c, lengths) + (c.family === 'opt' ? 0 : f32(4));
 
   const phases = { curvature: phaseCurv, problems: phaseProblems, update: phaseUpdate, evaluate: phaseEval, lora: phaseLora };
   return { weights, cached, factors, phases, peak: weights + cached + Math.max(...Object.values(phases)), largest, batch: B, chunkRows };
