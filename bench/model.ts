@@ -32,7 +32,7 @@ const dataDir = arg('data') ?? '.gpu/data';
 const quick = arg('quick') !== undefined;
 const withTorch = arg('torch') !== undefined;
 const out = arg('out') ?? 'bench/out/model.json';
-const onlyTiming = arg('only') === 'kfac-time'; // skip the perplexity and factor checks
+const onlyTiming = arg('only') === 'kfac-time'; // skip the perplexity and factor checks and opt-mini's pass (OPT-125m shape only)
 const attentionImpl = (arg('attention') ?? 'tiled') as AttentionImpl; // kernels of the timed K-FAC passes
 
 function i32(path: string): Int32Array {
@@ -131,7 +131,7 @@ async function main() {
   let s = 7;
   const rand125 = Array.from({ length: n125 }, () => Int32Array.from({ length: T }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % 50272; }));
   // Too slow for a CPU adapter (~0.4 TFLOP for even 2 × 256 tokens); GPU machine only.
-  if (!quick && !onlyTiming && !llamaSet) timing.push({ name: 'kfac opt-125m-shape (random)', ckpt: async () => randomCheckpoint(cfg125), nseq: n125, ids: rand125, torchSpec: { random: { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, enable_bias: true } } });
+  if (!quick && !llamaSet) timing.push({ name: 'kfac opt-125m-shape (random)', ckpt: async () => randomCheckpoint(cfg125), nseq: n125, ids: rand125, torchSpec: { random: { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, enable_bias: true } } });
   for (const [m, mdl] of models) { mdl.dispose(); models.delete(m); }
   ctx.trim();
   // PyTorch at the same windows per forward/backward as ours (2 = our default at seqlen 2048).
