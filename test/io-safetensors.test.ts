@@ -175,6 +175,53 @@ describe('safetensors validation: one test per class of bad file', () => {
     expectFormatError(() => parseSafetensors(rawFile({ ...good, a: { ...good.a, shape: [2, 3] } }, data)), 'shape');
     expectFormatError(() => parseSafetensors(rawFile({ ...good, a: { ...good.a, shape: [2, -2] } }, data)), 'header');
   });
+  it('a tensor moved past the data is the one blamed, not its neighbour', () => {
+    const msg = (h: unknown) => {
+      try {
+        parseSafetensors(rawFile(h, data));
+      } catch (e) {
+        expect((e as CheckpointFormatError).kind).toBe('offsets');
+        return (e as Error).message;
+      }
+      throw new Error('expected CheckpointFormatError(offsets)');
+    };
+    expect(msg({ ...good, a: { ...good.a, data_offsets: [1000, 1016] } })).toMatch(/: a \[1000, 1016\) lies past the end of the 24-byte data section/);
+    expect(msg({ ...good, b: { ...good.b, data_offsets: [1000, 1008] } })).toMatch(/: b \[1000, 1008\) lies past/);
+  });
+  it('a file cut right after the 8-byte header length is truncated', () => {
+    expectFormatError(() => parseSafetensors(rawFile(good, data).subarray(0, 8)), 'truncated');
+  });
+  it('a header must start with "{": a byte order mark or leading space is rejected', () => {
+    const text = JSON.stringify(good);
+    expectFormatError(() => parseSafetensors(rawFile(null, data, `\uFEFF${text}`)), 'json');
+    expect(() => parseSafetensors(rawFile(null, data, `\uFEFF${text}`))).toThrow(/byte order mark/);
+    expectFormatError(() => parseSafetensors(rawFile(null, data, ` ${text}`)), 'json');
+  });
+  it('integers written as 256.0, 1e2 or -0 are rejected (the reference reader wants integer literals)', () => {
+    const text = JSON.stringify(good);
+    expect(text).toContain('"shape":[4]');
+    for (const lit of ['4.0', '4e0', '0.4E1']) {
+      const t = text.replace('"shape":[4]', `"shape":[${lit}]`);
+      expectFormatError(() => parseSafetensors(rawFile(null, data, t)), 'header');
+      expect(() => parseSafetensors(rawFile(null, data, t))).toThrow(`shape [${lit}]: entry ${lit} is not an integer literal`);
+    }
+    const big = { big: { dtype: 'F32', shape: [64], data_offsets: [0, 256] } };
+    const t256 = JSON.stringify(big).replace('[0,256]', '[0,256.0]');
+    expectFormatError(() => parseSafetensors(rawFile(null, new Uint8Array(256), t256)), 'offsets');
+    expect(() => parseSafetensors(rawFile(null, new Uint8Array(256), t256))).toThrow('256.0');
+    expectFormatError(() => parseSafetensors(rawFile(null, data, text.replace('"data_offsets":[0,16]', '"data_offsets":[-0,16]'))), 'offsets');
+  });
+  it('duplicate keys and prototype names are not taken silently', () => {
+    const text = JSON.stringify(good);
+    const entryB = JSON.stringify(good.b);
+    expectFormatError(() => parseSafetensors(rawFile(null, data, text.replace('}}', `},"b":${entryB}}`))), 'extra');
+    expectFormatError(() => parseSafetensors(rawFile(null, data, text.replace('"dtype":"F16"', '"dtype":"F16","dtype":"F16"'))), 'json');
+    for (const dtype of ['constructor', 'toString', '__proto__']) {
+      expectFormatError(() => parseSafetensors(rawFile({ ...good, b: { ...good.b, dtype } }, data)), 'dtype');
+    }
+    const st = parseSafetensors(rawFile(null, data, text.replace('"b":', '"__proto__":')));
+    expect([...st.tensors.keys()].sort()).toEqual(['__proto__', 'a']);
+  });
   it('input bytes are never modified by parsing and decoding', () => {
     const micro = new Uint8Array(readFileSync(MICRO));
     const before = micro.slice();

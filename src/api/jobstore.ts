@@ -22,13 +22,16 @@ export type CheckpointSpec = ({ dir: string } | { opfs: string }) & {
 
 /** A checkpoint exists but belongs to another job (model, options or calibration differ). */
 export class CheckpointMismatchError extends SurgeonError {
+  static override readonly name: string = 'CheckpointMismatchError';
   constructor(readonly location: string, readonly field: string) {
     super(`the checkpoint in ${location} belongs to another job (${field} differs); pass checkpoint.resume = false to start afresh, or use another location`);
   }
 }
 
 /** The checkpoint location cannot be used (no OPFS, not a folder, unreadable state). */
-export class CheckpointStoreError extends SurgeonError {}
+export class CheckpointStoreError extends SurgeonError {
+  static override readonly name: string = 'CheckpointStoreError';
+}
 
 export interface JobState {
   format: 'llm-surgeon-job/1';

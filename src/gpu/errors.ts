@@ -5,10 +5,13 @@ import { SurgeonError } from '../errors';
 export { SurgeonError };
 
 /** No WebGPU implementation or no adapter on this machine/browser. */
-export class WebGPUUnavailableError extends SurgeonError {}
+export class WebGPUUnavailableError extends SurgeonError {
+  static override readonly name: string = 'WebGPUUnavailableError';
+}
 
 /** The adapter cannot provide a limit that the workload needs. */
 export class LimitExceededError extends SurgeonError {
+  static override readonly name: string = 'LimitExceededError';
   constructor(
     readonly limit: string,
     readonly needed: number,
@@ -21,13 +24,18 @@ export class LimitExceededError extends SurgeonError {
 
 /** The GPU device was lost (driver reset, tab backgrounded, out of memory, destroy()). */
 export class DeviceLostError extends SurgeonError {
+  static override readonly name: string = 'DeviceLostError';
   constructor(readonly reason: string, detail: string) {
     super(`GPU device lost (${reason})${detail ? `: ${detail}` : ''}`);
   }
 }
 
 /** A WebGPU validation or out-of-memory error raised by a kernel dispatch. */
-export class GpuValidationError extends SurgeonError {}
+export class GpuValidationError extends SurgeonError {
+  static override readonly name: string = 'GpuValidationError';
+}
 
 /** A kernel was called with arguments it does not support (shapes, dtypes). */
-export class ShapeError extends SurgeonError {}
+export class ShapeError extends SurgeonError {
+  static override readonly name: string = 'ShapeError';
+}

@@ -1,13 +1,16 @@
 /**
  * safetensors reader and writer (format: 8-byte little-endian header length N, N bytes of UTF-8 JSON
  * `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}`, then the data; offsets
- * are relative to the first data byte). The reader validates everything before any value is read; the
- * writer produces the same layout as the reference implementation (metadata first, tensors ordered by
- * dtype alignment then name, compact JSON, header padded with spaces to a multiple of 8 bytes).
+ * are relative to the first data byte). The reader validates everything before any value is read, and
+ * rejects what the reference reader rejects (a header not starting with `{`, e.g. after a byte order
+ * mark; integers written as `256.0` or `1e3`; see header-json.ts). The writer produces the same layout
+ * as the reference implementation (metadata first, tensors ordered by dtype alignment then name,
+ * compact JSON, header padded with spaces to a multiple of 8 bytes).
  */
 
 import { decodeToF32, encodeFromF32, ITEMSIZE, type FloatDType } from './dtype';
 import { CheckpointFormatError } from './errors';
+import { JsonFloat, parseHeaderJson } from './header-json';
 
 export interface TensorInfo {
   name: string;
@@ -32,6 +35,22 @@ function isUint(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonFloat);
+
+/** A header value as written (JsonFloat keeps its literal text: `256.0`, not `256`). */
+function show(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
+  return v instanceof JsonFloat ? v.text : JSON.stringify(v) ?? String(v);
+}
+
+/** Why `v` is not a list of non-negative integers, e.g. "entry 256.0 is not an integer literal" (undefined: it is one). */
+function notUintList(v: unknown): string | undefined {
+  if (!Array.isArray(v)) return 'not a list';
+  const f = v.find((x) => x instanceof JsonFloat);
+  if (f) return `entry ${show(f)} is not an integer literal`;
+  return v.every(isUint) ? undefined : 'not a list of non-negative integers';
+}
+
 export function shapeSize(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
@@ -44,25 +63,28 @@ export function parseSafetensors(bytes: Uint8Array, file = 'safetensors file'): 
   const dv = new DataView(bytes.buffer, bytes.byteOffset, 8);
   const n = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
   if (n === 0 || n > MAX_HEADER) throw new CheckpointFormatError('header', `${file}: header length ${n} is not in 1..${MAX_HEADER}`);
+  if (bytes.length === 8) throw new CheckpointFormatError('truncated', `${file}: the file ends right after the header length (${n} header bytes missing)`);
   if (8 + n > bytes.length) {
     throw new CheckpointFormatError('header', `${file}: header length ${n} runs past the end of the ${bytes.length}-byte file`);
   }
-  let header: unknown;
+  let text: string;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
+    // ignoreBOM keeps a byte order mark in the text, so it is rejected below rather than silently dropped.
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + n));
   } catch (e) {
-    throw new CheckpointFormatError('json', `${file}: header is not valid UTF-8 JSON (${(e as Error).message})`);
+    throw new CheckpointFormatError('json', `${file}: header is not valid UTF-8 (${(e as Error).message})`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
-    throw new CheckpointFormatError('json', `${file}: header is not a JSON object`);
-  }
+  if (text.startsWith('\uFEFF')) throw new CheckpointFormatError('json', `${file}: header starts with a UTF-8 byte order mark (EF BB BF); it must start with '{'`);
+  if (!text.startsWith('{')) throw new CheckpointFormatError('json', `${file}: header starts with ${JSON.stringify(text.slice(0, 1))}, not '{'`);
+  const header = parseHeaderJson(text, file);
+  if (!isObject(header)) throw new CheckpointFormatError('json', `${file}: header is not a JSON object`);
   const dataOffset = 8 + n;
   const dataLen = bytes.length - dataOffset;
-  const metadata: Record<string, string> = {};
+  const metadata: Record<string, string> = Object.create(null); // a key "__proto__" stays a key
   const tensors = new Map<string, TensorInfo>();
-  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+  for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') {
-      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      if (!isObject(entry)) {
         throw new CheckpointFormatError('header', `${file}: __metadata__ is not an object`);
       }
       for (const [k, v] of Object.entries(entry)) {
@@ -78,20 +100,21 @@ export function parseSafetensors(bytes: Uint8Array, file = 'safetensors file'): 
 }
 
 function parseEntry(file: string, name: string, entry: unknown): TensorInfo {
-  if (typeof entry !== 'object' || entry === null) throw new CheckpointFormatError('header', `${file}: entry ${name} is not an object`);
-  const { dtype, shape, data_offsets: offs } = entry as Record<string, unknown>;
+  if (!isObject(entry)) throw new CheckpointFormatError('header', `${file}: entry ${name} is not an object`);
+  const { dtype, shape, data_offsets: offs } = entry;
   if (typeof dtype !== 'string') throw new CheckpointFormatError('header', `${file}: ${name} has no dtype`);
-  if (!(dtype in ITEMSIZE)) {
+  if (!Object.hasOwn(ITEMSIZE, dtype)) {
     const what = KNOWN_DTYPES.has(dtype) ? 'is not supported (F16, BF16, F32 only)' : 'is not a safetensors dtype';
     throw new CheckpointFormatError('dtype', `${file}: ${name} has dtype ${dtype}, which ${what}`);
   }
-  if (!Array.isArray(shape) || !shape.every(isUint)) {
-    throw new CheckpointFormatError('header', `${file}: ${name} has shape ${JSON.stringify(shape)}, not a list of non-negative integers`);
+  const badShape = notUintList(shape);
+  if (badShape) throw new CheckpointFormatError('header', `${file}: ${name} has shape ${show(shape)}: ${badShape}`);
+  const badOffs = notUintList(offs);
+  if (badOffs || (offs as number[]).length !== 2 || (offs as number[])[0] > (offs as number[])[1]) {
+    throw new CheckpointFormatError('offsets', `${file}: ${name} has data_offsets ${show(offs)}, not [begin, end] with 0 ≤ begin ≤ end${badOffs ? ` (${badOffs})` : ''}`);
   }
-  if (!Array.isArray(offs) || offs.length !== 2 || !isUint(offs[0]) || !isUint(offs[1]) || offs[0] > offs[1]) {
-    throw new CheckpointFormatError('offsets', `${file}: ${name} has data_offsets ${JSON.stringify(offs)}, not [begin, end] with 0 ≤ begin ≤ end`);
-  }
-  const info: TensorInfo = { name, dtype: dtype as FloatDType, shape: shape as number[], begin: offs[0], end: offs[1] };
+  const [begin, end] = offs as number[];
+  const info: TensorInfo = { name, dtype: dtype as FloatDType, shape: shape as number[], begin, end };
   const want = shapeSize(info.shape) * ITEMSIZE[info.dtype];
   if (info.end - info.begin !== want) {
     throw new CheckpointFormatError(
@@ -102,19 +125,26 @@ function parseEntry(file: string, name: string, entry: unknown): TensorInfo {
   return info;
 }
 
-/** Offsets must tile [0, dataLen) exactly: sorted, no overlap, no gap, nothing past the end, nothing left over. */
+/**
+ * Offsets must tile [0, dataLen) exactly: sorted, no overlap, no gap, nothing past the end, nothing left
+ * over. A gap is reported last: a tensor moved out of place leaves a gap before its neighbour, and the
+ * tensor to blame is the one that now overlaps another or lies past the data, not that neighbour.
+ */
 function checkLayout(file: string, infos: TensorInfo[], dataLen: number): void {
   const sorted = infos.slice().sort((a, b) => a.begin - b.begin || a.end - b.end);
   let pos = 0;
   let prev = '';
+  let gap: { from: number; next: TensorInfo } | undefined;
   for (const t of sorted) {
     if (t.begin < pos) throw new CheckpointFormatError('overlap', `${file}: ${t.name} [${t.begin}, ${t.end}) overlaps ${prev} (ends at ${pos})`);
-    if (t.begin > pos) {
-      const where = t.begin > dataLen ? `starts at ${t.begin}, past the ${dataLen}-byte data section` : `starts at ${t.begin}`;
-      throw new CheckpointFormatError('offsets', `${file}: bytes [${pos}, ${t.begin}) belong to no tensor (${t.name} ${where})`);
-    }
+    if (t.begin > pos) gap ??= { from: pos, next: t };
     if (t.end > pos || t.begin === t.end) prev = t.name;
     pos = Math.max(pos, t.end);
+  }
+  if (gap) {
+    const out = sorted.find((t) => t.end > dataLen);
+    if (out) throw new CheckpointFormatError('offsets', `${file}: ${out.name} [${out.begin}, ${out.end}) lies past the end of the ${dataLen}-byte data section`);
+    throw new CheckpointFormatError('offsets', `${file}: bytes [${gap.from}, ${gap.next.begin}) belong to no tensor (the next one, ${gap.next.name}, starts at ${gap.next.begin})`);
   }
   if (pos > dataLen) {
     throw new CheckpointFormatError('truncated', `${file}: header describes ${pos} data bytes but the file holds ${dataLen} (truncated download?)`);

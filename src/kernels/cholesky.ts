@@ -16,6 +16,7 @@ const SOLVE: KernelSpec = { name: 'trsm.diagSolve', source: trsmSource, entry: '
 
 /** A pivot of the Cholesky factorisation was ≤ 0 or NaN: the matrix is not (numerically) positive definite. */
 export class NotPositiveDefiniteError extends SurgeonError {
+  static override readonly name: string = 'NotPositiveDefiniteError';
   constructor(
     /** 0-based index of the first failing pivot. */
     readonly index: number,
