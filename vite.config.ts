@@ -6,6 +6,9 @@ import { resolve } from 'node:path';
 const swiftshader = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
 export default defineConfig({
+  // Relative asset URLs: the library's worker resolves beside dist/index.js wherever the package is served
+  // (with the default '/' it pointed at the site root's /assets/).
+  base: './',
   build: {
     target: 'es2022',
     outDir: 'dist',
