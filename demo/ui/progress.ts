@@ -14,7 +14,7 @@ export class ProgressView {
 
   /** A job's progress (prune / evaluate): phase, shot, layer and overall bars, and the ETA. */
   job(p: ProgressEvent): void {
-    $('p-phase-name').textContent = p.phase;
+    $('p-phase-name').textContent = p.pass ? `${p.phase} (pass ${p.pass.index}/${p.pass.total})` : p.phase;
     this.phase.value = p.phaseFraction ?? p.fraction;
     this.total.value = p.fraction;
     if (p.shot) this.lastShot = p.shot;

@@ -118,7 +118,8 @@ export class PruneController {
     try {
       const est = await client.estimate({ nsamples: s.calibration!.nsamples!, seqlen: s.calibration!.seqlen!, method: s.method, structure: s.structure, evaluate: { seqlen: s.calibration!.seqlen!, windows: s.evaluate!.windows! }, lora: s.lora && typeof s.lora === 'object' ? { rank: s.lora.rank } : undefined });
       const parts = 'factors' in est ? `K-FAC factors ${bytes(est.factors)}` : `calibration hidden states ${bytes(est.hidden)}, one layer's ${est.method === 'sparsegpt' ? 'Hessians' : 'column norms'} ${bytes(est.statistics)}`;
-      $('estimate').textContent = `Estimated peak GPU memory of this job: ${bytes(est.peak)} (weights ${bytes(est.weights)}, ${parts}).`;
+      const plan = 'plan' in est && est.plan && est.plan.passesPerShot > 1 ? ` Within this page's budget of ${bytes(est.plan.budget ?? 0)}: ${est.plan.passesPerShot} calibration passes per shot (layer groups), ${bytes(est.plan.hostBytes)} parked in host memory.` : '';
+      $('estimate').textContent = `Estimated peak GPU memory of this job: ${bytes(est.peak)} (weights ${bytes(est.weights)}, ${parts}).${plan}`;
       const prompt = $<HTMLInputElement>('prompt').value;
       const maxNewTokens = num('gen-tokens');
       if (this.denseText === undefined || $('gen-before').textContent === '—') {

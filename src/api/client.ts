@@ -10,6 +10,7 @@ import type { HostModel, PruneResult, PruneSettings } from './job';
 import type { CheckpointSpec } from './jobstore';
 import type { MemoryEstimate } from './memory';
 import type { PeerMemoryEstimate } from './memory-peers';
+import type { PrunePlan } from './plan';
 import type { WorkerApi } from './worker';
 import type {
   AdapterSummary, BenchmarkResult, Capabilities, EvaluateOptions, EvaluateResult, GenerateOptions, GenerateResult,
@@ -37,7 +38,8 @@ export interface SurgeonClient {
   loadHost(source: ModelSourceSpec, o?: { onProgress?: (p: LoadProgress) => void }): Promise<HostModel>;
   /** Perplexity of host weights (a copy is transferred in). */
   evaluateHost(model: HostModel, opts: EvaluateOptions & { ids?: Int32Array | number[] }, o?: { onProgress?: (p: ProgressEvent) => void }): Promise<EvaluateResult>;
-  estimate(settings: Parameters<WorkerApi['estimate']>[0]): Promise<MemoryEstimate | PeerMemoryEstimate>;
+  /** Estimate (and, for the surgeon family, the memory plan under `budget`, default a share of the adapter's limits in a page). */
+  estimate(settings: Parameters<WorkerApi['estimate']>[0], budget?: number): Promise<(MemoryEstimate & { plan?: PrunePlan }) | PeerMemoryEstimate>;
   /** Shots saved in a checkpoint of the loaded model (null: nothing to resume). */
   checkpointInfo(spec: CheckpointSpec): Promise<{ shotsDone: number; shots: number } | null>;
   /** Drop the downloaded-checkpoint cache (Cache Storage). */
@@ -113,7 +115,7 @@ export function createSurgeonWorker(opts: { worker?: Worker } = {}): SurgeonClie
     pruneHost: (model, settings, o = {}) => job(o, (p, id) => remote.pruneHost(transferCopy(model), settings, p, id)),
     loadHost: (source, o = {}) => run(remote.loadHost(prepare(source), o.onProgress && Comlink.proxy(o.onProgress))),
     evaluateHost: (model, opts, o = {}) => run(remote.evaluateHost(transferCopy(model), opts, o.onProgress && Comlink.proxy(o.onProgress))),
-    estimate: (settings) => run<MemoryEstimate | PeerMemoryEstimate>(remote.estimate(settings)),
+    estimate: (settings, budget) => run<(MemoryEstimate & { plan?: PrunePlan }) | PeerMemoryEstimate>(remote.estimate(settings, budget)),
     checkpointInfo: (spec) => run(remote.checkpointInfo(spec)),
     clearCache: () => run(remote.clearCache()),
     terminate: () => {

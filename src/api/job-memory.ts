@@ -9,8 +9,12 @@
 import type { ModelConfig } from '../io/config';
 import { defaultKfacBatch } from '../model/kfac';
 import type { Resolved } from '../surgeon/options';
-import { checkPruneMemory, type DeviceLimits, type MemoryEstimate, type MemorySettings } from './memory';
+import type { DeviceLimits, MemoryEstimate, MemorySettings } from './memory';
 import { checkPeerMemory, type PeerMemoryEstimate, type PeerMethod } from './memory-peers';
+import { planPrune, type PrunePlan } from './plan';
+
+/** A surgeon-family job's estimate with the plan it was made for (layer groups per shot). */
+export type PlannedEstimate = MemoryEstimate & { plan: PrunePlan };
 
 export interface JobMemory {
   method: string;
@@ -44,8 +48,14 @@ export function jobMemorySettings(j: JobMemory): MemorySettings {
   };
 }
 
-/** The job's estimated peak GPU memory; throws LimitExceededError when it cannot fit (budget: as checkFit). */
-export function checkJobMemory(c: ModelConfig, j: JobMemory, lim: DeviceLimits, budget?: number, inUse = 0): MemoryEstimate | PeerMemoryEstimate {
+/**
+ * The job's estimated peak GPU memory and, for the surgeon family, the plan that fits the budget (the
+ * fewest calibration passes per shot: api/plan.ts); throws LimitExceededError when nothing fits.
+ * SparseGPT and Wanda run layer by layer already: their estimate is checked against the same budget.
+ */
+export function checkJobMemory(c: ModelConfig, j: JobMemory, lim: DeviceLimits, budget?: number, inUse = 0): PlannedEstimate | PeerMemoryEstimate {
   const s = jobMemorySettings(j);
-  return isPeerMethod(j.method) ? checkPeerMemory(c, { ...s, method: j.method }, lim, budget, inUse) : checkPruneMemory(c, s, lim, budget, inUse);
+  if (isPeerMethod(j.method)) return checkPeerMemory(c, { ...s, method: j.method }, lim, budget, inUse);
+  const { plan, estimate } = planPrune(c, s, lim, budget, inUse);
+  return { ...estimate, plan };
 }

@@ -8,6 +8,7 @@
 
 import type { GpuContext } from '../gpu/context';
 import type { LoadedCheckpoint } from '../io/checkpoint';
+import { checkTokenIds } from '../io/ids';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
 import { calibrationWindows, evaluationWindows } from '../io/wikitext';
 import { perplexity } from '../model/eval';
@@ -18,6 +19,7 @@ import { sparsegptPrune, wandaPrune } from '../surgeon/peers/index';
 import { pruneModel } from '../surgeon/prune';
 import { CheckpointMismatchError, Hasher, loadShotWeights, openStore, readState, saveShot, saveState, stableJson, type CheckpointSpec, type JobState, type Store } from './jobstore';
 import { checkJobMemory, isPeerMethod, kfacBatchOf } from './job-memory';
+import type { PrunePlan } from './plan';
 import { deviceLimits, type MemoryEstimate } from './memory';
 import type { PeerMemoryEstimate } from './memory-peers';
 import type { ProgressEvent } from './types';
@@ -77,7 +79,7 @@ export interface PruneJobReport extends PruneReport {
   resumedFromShot: number;
   calibration: { nsamples: number; seqlen: number; seed: number; batch: number };
   /** Estimated (memory.ts; the peers: memory-peers.ts) and measured peak GPU bytes of the job. */
-  memory: { estimatedPeakBytes: number; measuredPeakBytes: number; estimate?: MemoryEstimate | PeerMemoryEstimate };
+  memory: { estimatedPeakBytes: number; measuredPeakBytes: number; estimate?: MemoryEstimate | PeerMemoryEstimate; plan?: PrunePlan };
 }
 
 export interface PruneResult {
@@ -92,13 +94,15 @@ const PHASE_SPAN: Record<string, [number, number]> = { curvature: [0, 0.7], cost
 
 const tokenizers = new WeakMap<object, Promise<TextTokenizer>>();
 
+/** Token ids of `spec`, each checked against the vocabulary (io/ids.ts: DatasetError naming `what` and the index). */
 async function idsOf(host: HostModel, spec: TextOrIds, what: string): Promise<Int32Array> {
-  if (spec.ids) return Int32Array.from(spec.ids);
+  const vocab = host.config.vocabSize;
+  if (spec.ids) return checkTokenIds(spec.ids, vocab, `${what} ids`);
   if (typeof spec.text !== 'string') throw new PruneConfigError(`${what}: give text or ids`);
   if (!host.tokenizerJson) throw new PruneConfigError(`${what}: the model has no tokenizer.json; pass token ids instead of text`);
   let t = tokenizers.get(host.tokenizerJson as object);
   if (!t) tokenizers.set(host.tokenizerJson as object, (t = loadTokenizer(host.tokenizerJson, host.tokenizerConfig)));
-  return Int32Array.from((await t).encode(spec.text));
+  return checkTokenIds((await t).encode(spec.text), vocab, `${what} text (tokenised)`);
 }
 
 /** Order-independent fingerprint of a model's config and weights. */
@@ -143,6 +147,7 @@ export async function runPruneJob(
     method, structure: opts.structure, windows: calib.length, seqlen, batch, resolved,
     evaluate: evalSpec && { seqlen: evalSpec.seqlen, windows: evalSpec.windows! },
   }, deviceLimits(ctx), opts.memoryBudget, ctx.pool.bytesInUse);
+  const plan = 'plan' in estimate ? estimate.plan : undefined;
 
   // ---- checkpoint: resume or start ----
   let store: Store | undefined;
@@ -192,13 +197,14 @@ export async function runPruneJob(
     const names = layers.map((L) => L.name);
     const report = await pruneModel(ctx, gpu, calib, {
       ...surgeonOpts, seed, evaluate: evalSpec, signal,
-      startShot, priorShots: state?.report, batch,
+      startShot, priorShots: state?.report, batch, groups: plan?.groups, headChunkRows: plan?.headChunkRows,
       onProgress: (p: PruneProgress) => {
         const [a, b] = PHASE_SPAN[p.phase] ?? [0, 1];
         const li = p.layer ? names.indexOf(p.layer) : -1;
         emit({
           phase: p.phase, shot: { index: p.shot, total: p.shots }, fraction: (p.shot - 1 + a + (b - a) * p.fraction) / p.shots,
           phaseFraction: p.fraction, layer: li >= 0 ? { index: li + 1, total: names.length } : undefined, layerName: p.layer, etaSeconds: p.etaSeconds,
+          pass: p.pass ? { index: p.pass, total: p.passes! } : undefined,
         });
       },
       onShotEnd: store && state ? async (shot, entry) => {
@@ -221,7 +227,7 @@ export async function runPruneJob(
     const full: PruneJobReport = {
       ...report, densePerplexity, resumedFromShot: startShot,
       calibration: { nsamples: calib.length, seqlen, seed, batch },
-      memory: { estimatedPeakBytes: estimate.peak, measuredPeakBytes: ctx.pool.peakBytesInUse, estimate },
+      memory: { estimatedPeakBytes: estimate.peak, measuredPeakBytes: ctx.pool.peakBytesInUse, estimate, plan },
     };
     emit({ phase: 'done', fraction: 1 }, true);
     keep = !!run.keepGpu;

@@ -22,6 +22,7 @@ import { isPeerMethod } from './job-memory';
 import { openStore, readState, type CheckpointSpec } from './jobstore';
 import { deviceLimits, estimatePruneMemory, type MemoryEstimate, type MemorySettings } from './memory';
 import { estimatePeerMemory, type PeerMemoryEstimate } from './memory-peers';
+import { defaultMemoryBudget, inPage, planPrune, type PrunePlan } from './plan';
 import type {
   AdapterSummary, BenchmarkResult, Capabilities, EvaluateOptions, EvaluateResult, GenerateOptions,
   GenerateResult, LoadProgress, MemoryStats, ModelSourceSpec, ModelSummary, ProgressEvent, SparsityEntry,
@@ -187,7 +188,8 @@ export class SurgeonSession {
     const ctx = await this.context();
     m.model?.dispose(); // the job uploads its own copy; keeping both would double the weights' GPU memory
     m.model = undefined;
-    const r = await this.job(jobId, (signal) => this.guard(ctx, () => runPruneJob(ctx, m.ckpt, { ...settings, onProgress, signal }, { keepGpu: true })));
+    const memoryBudget = settings.memoryBudget ?? defaultMemoryBudget(deviceLimits(ctx), inPage());
+    const r = await this.job(jobId, (signal) => this.guard(ctx, () => runPruneJob(ctx, m.ckpt, { ...settings, memoryBudget, onProgress, signal }, { keepGpu: true })));
     if (this.model === m) {
       m.current = r.model;
       m.model = r.gpu;
@@ -209,7 +211,8 @@ export class SurgeonSession {
   /** Prune host weights given by the caller (public prune() in a browser); the input is not kept. */
   async pruneHost(host: HostModel, settings: PruneSettings, onProgress?: (p: ProgressEvent) => void, jobId?: string, signal?: AbortSignal): Promise<PruneResult> {
     const ctx = await this.context();
-    const r = await this.job(jobId, (sig) => this.guard(ctx, () => runPruneJob(ctx, host, { ...settings, onProgress, signal: sig })), signal);
+    const memoryBudget = settings.memoryBudget ?? defaultMemoryBudget(deviceLimits(ctx), inPage());
+    const r = await this.job(jobId, (sig) => this.guard(ctx, () => runPruneJob(ctx, host, { ...settings, memoryBudget, onProgress, signal: sig })), signal);
     return { model: r.model, report: r.report };
   }
 
@@ -242,13 +245,24 @@ export class SurgeonSession {
     return !!c;
   }
 
-  /** Peak GPU memory a prune of the loaded model would need (memory.ts; SparseGPT and Wanda: memory-peers.ts), for the page to show. */
-  async estimate(settings: MemorySettings): Promise<MemoryEstimate | PeerMemoryEstimate> {
+  /**
+   * Peak GPU memory a prune of the loaded model would need (memory.ts; SparseGPT and Wanda:
+   * memory-peers.ts), for the page to show; for the surgeon family with the plan a job would run under
+   * `budget` (default in a page: defaultMemoryBudget), or without a plan when even the finest does not fit.
+   */
+  async estimate(settings: MemorySettings, budget?: number): Promise<(MemoryEstimate & { plan?: PrunePlan }) | PeerMemoryEstimate> {
     const m = this.needModel();
     const ctx = await this.context();
     const { method } = settings;
-    if (method && isPeerMethod(method)) return estimatePeerMemory(m.ckpt.config, { ...settings, method }, deviceLimits(ctx));
-    return estimatePruneMemory(m.ckpt.config, settings, deviceLimits(ctx));
+    const lim = deviceLimits(ctx);
+    if (method && isPeerMethod(method)) return estimatePeerMemory(m.ckpt.config, { ...settings, method }, lim);
+    try {
+      const { plan, estimate } = planPrune(m.ckpt.config, settings, lim, budget ?? defaultMemoryBudget(lim, inPage()), ctx.pool.bytesInUse);
+      return { ...estimate, plan };
+    } catch (e) {
+      if (!(e instanceof LimitExceededError)) throw e;
+      return estimatePruneMemory(m.ckpt.config, settings, lim);
+    }
   }
 
   /** Shots saved in a checkpoint, when it belongs to the loaded model (null: nothing to resume). */

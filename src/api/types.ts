@@ -131,4 +131,6 @@ export interface ProgressEvent {
   /** Name of the layer being processed (prune: "model.decoder.layers.3.fc1"). */
   layerName?: string;
   etaSeconds?: number;
+  /** A memory-budgeted shot's calibration pass (curvature phase): which of how many. */
+  pass?: { index: number; total: number };
 }

@@ -11,6 +11,7 @@
 
 import { checkJobMemory, isPeerMethod, jobMemorySettings, type JobMemory } from '../api/job-memory';
 import { autoKfacBatch, type DeviceLimits, type MemoryEstimate } from '../api/memory';
+import type { PrunePlan as MemoryPlan } from '../api/plan';
 import type { PeerMemoryEstimate } from '../api/memory-peers';
 import type { GpuContext } from '../gpu/context';
 import { ShapeError } from '../gpu/errors';
@@ -43,6 +44,8 @@ export interface PrunePlan {
   autoBatch?: { batch: number; budget: number };
   /** Estimated peak GPU memory of the run (the weights included). */
   memory: MemoryEstimate | PeerMemoryEstimate;
+  /** Layer groups per shot under --memory-budget (api/plan.ts); absent for SparseGPT / Wanda. */
+  memoryPlan?: MemoryPlan;
   run(ctx: GpuContext, model: DecoderModel): Promise<PruneOutcome>;
 }
 
@@ -113,6 +116,7 @@ export function planPrune(
     autoBatch = { batch, budget };
   }
   const memory = checkJobMemory(cfg, { ...job, batch }, lim, a.memoryBudget);
+  const memoryPlan = 'plan' in memory ? memory.plan : undefined;
   return {
     summary: `${r.method} ${a.structure} to ${a.sparsity} in ${r.shots} shot(s)`,
     nm: r.nm,
@@ -124,8 +128,9 @@ export function planPrune(
     },
     autoBatch,
     memory,
+    memoryPlan,
     async run(ctx, m) {
-      const rep = await pruneModel(ctx, m, calib, { ...opts, batch });
+      const rep = await pruneModel(ctx, m, calib, { ...opts, batch, groups: memoryPlan?.groups, headChunkRows: memoryPlan?.headChunkRows });
       return { achievedSparsity: rep.achievedSparsity, layers: rep.layers, shots: rep.shots, seconds: rep.seconds };
     },
   };

@@ -19,7 +19,7 @@ export function fmtSeconds(s: number): string {
 }
 
 /** One progress event: pruneModel's PruneProgress, or a peer's mapped onto one "shot". */
-export interface ProgressLine { phase: string; shot: number; shots: number; layer?: string; fraction: number; etaSeconds?: number }
+export interface ProgressLine { phase: string; shot: number; shots: number; layer?: string; fraction: number; etaSeconds?: number; pass?: number; passes?: number }
 
 /** A logger to stderr with elapsed time, and a throttled printer for progress events. */
 export function makeLog(quiet: boolean, start: number): { log: (msg: string) => void; progress: (p: ProgressLine) => void } {
@@ -43,7 +43,8 @@ export function makeLog(quiet: boolean, start: number): { log: (msg: string) => 
     // "model.decoder.layers.3.fc1" (OPT), "model.layers.3.mlp.up_proj" (Llama) → "L3.…"
     const layer = p.layer ? ` ${p.layer.replace(/^model\.(decoder\.)?layers\./, 'L')}` : '';
     const eta = etaS !== undefined ? `, ETA ${fmtSeconds(etaS)}` : '';
-    log(`${p.shots > 1 ? `shot ${p.shot}/${p.shots} ` : ''}${p.phase}${layer} ${(p.fraction * 100).toFixed(0)}%${eta}`);
+    const pass = p.pass && p.passes ? ` pass ${p.pass}/${p.passes}` : '';
+    log(`${p.shots > 1 ? `shot ${p.shot}/${p.shots} ` : ''}${p.phase}${pass}${layer} ${(p.fraction * 100).toFixed(0)}%${eta}`);
   };
   return { log, progress };
 }

@@ -29,6 +29,10 @@ export interface BackwardOptions {
   onOutputGrad?: (name: string, dy: Tensor) => void;
   /** Accumulate dW += dyᵀ a and db += Σ_rows dy into these (by layer name); needs forward keepInputs. */
   weightGrads?: Map<string, LinearGrad>;
+  /** Lowest decoder layer to go back through (default 0): the layers below it get no gradients. */
+  stopAt?: number;
+  /** Rows per LM-head cross-entropy chunk (default: xent's). */
+  headChunkRows?: number;
 }
 
 /** Records the backward of one batch. labels: u32 [B·T] (NO_LABEL on each sequence's last row). */
@@ -37,7 +41,7 @@ export function backwardBatch(
 ): void {
   if (!fwd.final) throw new Error('backwardBatch: the forward was run without save');
   const block = blockOf(model);
-  const ce = crossEntropy(ctx, fwd.hf, model.head(), labels, { grad: true, gradScale: 1 / (T - 1), sampleSeed: opts.sampleSeed });
+  const ce = crossEntropy(ctx, fwd.hf, model.head(), labels, { grad: true, gradScale: 1 / (T - 1), sampleSeed: opts.sampleSeed, chunkRows: opts.headChunkRows });
   ce.loss.dispose();
   ce.lse.dispose();
   ce.sampled?.dispose();
@@ -57,6 +61,6 @@ export function backwardBatch(
     return matmul(ctx, dy, model.weight(`${name}.weight`), { out: into, accumulate: !!into });
   };
 
-  for (let l = model.config.numLayers - 1; l >= 0; l--) dx = block.layerBackward(ctx, model, l, fwd.layers[l], dx, B, T, linear);
+  for (let l = model.config.numLayers - 1; l >= (opts.stopAt ?? 0); l--) dx = block.layerBackward(ctx, model, l, fwd.layers[l], dx, B, T, linear);
   dx.dispose();
 }

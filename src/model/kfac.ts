@@ -45,6 +45,14 @@ export interface KfacOptions {
   signal?: AbortSignal;
   /** Also return weight gradients (true labels; an extra backward per batch when fisherSamples > 0). */
   weightGrads?: boolean;
+  /**
+   * Accumulate only these decoder layers' linears (a layer group of a memory-budgeted shot); default
+   * all. Every other factor is skipped and the backward stops at the lowest listed layer. A layer's
+   * factors come out bit-identical to an all-layers pass: the same kernels on the same batches.
+   */
+  decoderLayers?: readonly number[];
+  /** Rows per LM-head cross-entropy chunk of the backward (default: xent's; a memory plan may choose fewer). */
+  headChunkRows?: number;
 }
 
 // Tokens per batch by default: B·T = 4096 rows fill a 128×128-tile matmul grid on a large GPU while the
@@ -85,7 +93,13 @@ export async function accumulateKfac(
   const batch = opts.batch ?? defaultKfacBatch(T);
   if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(`accumulateKfac: batch must be a positive integer, got ${batch}`);
   const N = seqs.length * T;
-  const layers = model.prunableLayers();
+  const only = opts.decoderLayers ? new Set(opts.decoderLayers) : undefined;
+  if (only) {
+    for (const l of only) if (!(Number.isInteger(l) && l >= 0 && l < model.config.numLayers)) throw new ShapeError(`accumulateKfac: decoder layer ${l} is not in 0…${model.config.numLayers - 1}`);
+    if (only.size === 0) throw new ShapeError('accumulateKfac: decoderLayers is empty');
+  }
+  const layers = model.prunableLayers().filter((L) => !only || only.has(L.layer));
+  const stopAt = only ? Math.min(...only) : 0;
   const A = new Map<string, Tensor>();
   const G = new Map<string, Tensor>();
   const ones = new Map<string, boolean>(); // per input: the ones feature of its layers' bias
@@ -117,13 +131,15 @@ export async function accumulateKfac(
       const fwd = forwardBatch(ctx, model, ids, B, T, {
         save: true,
         keepInputs: !!grads,
-        onInput: (key, a) => gramAccumulate(ctx, a, A.get(key)!, { ones: ones.get(key), scale: 1 / N }),
+        onInput: (key, a) => { const acc = A.get(key); if (acc) gramAccumulate(ctx, a, acc, { ones: ones.get(key), scale: 1 / N }); },
       });
       draws.forEach((d, di) => {
         backwardBatch(ctx, model, fwd, labels, B, T, {
           sampleSeed: d.sample ? drawSeed(opts.seed ?? 0, bi, di) : undefined,
-          onOutputGrad: d.g ? (name, dy) => gramAccumulate(ctx, dy, G.get(name)!, { scale: gScale }) : undefined,
+          onOutputGrad: d.g ? (name, dy) => { const acc = G.get(name); if (acc) gramAccumulate(ctx, dy, acc, { scale: gScale }); } : undefined,
           weightGrads: d.w ? grads : undefined,
+          stopAt,
+          headChunkRows: opts.headChunkRows,
         });
       });
       releaseForward(fwd);

@@ -114,3 +114,52 @@ export async function invertProblems(ctx: GpuContext, probs: LayerProblem[], lam
   const bad = res.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (bad) throw bad.reason;
 }
+
+/**
+ * A layer's problem parked in host memory between a budgeted shot's cost pass and its update pass
+ * (the shot's other layer groups need the GPU in between): what the update and the element costs
+ * need and cannot rebuild from the unchanged weights — the live index lists, the host diagonals and
+ * the damped inverses. W', its live block and the index tensors are rebuilt from the model.
+ */
+export interface HostProblem {
+  L: PrunableLayer;
+  R: number;
+  C1: number;
+  liveRows: number[];
+  liveCols: number[];
+  diagG?: Float64Array;
+  diagA?: Float64Array;
+  Ginv?: Float32Array;
+  Ainv?: Float32Array;
+}
+
+/** Bytes a spilled problem holds in host memory. */
+export const hostProblemBytes = (h: HostProblem): number => (h.Ginv?.byteLength ?? 0) + (h.Ainv?.byteLength ?? 0) + 8 * ((h.diagG?.length ?? 0) + (h.diagA?.length ?? 0)) + 8 * (h.liveRows.length + h.liveCols.length);
+
+/** Read the inverses back (all queued, then awaited) and free every GPU tensor of the problems. */
+export async function spillProblems(ctx: GpuContext, probs: LayerProblem[]): Promise<HostProblem[]> {
+  const reads = probs.map((p) => Promise.all([p.Ginv ? ctx.readF32(p.Ginv) : undefined, p.Ainv ? ctx.readF32(p.Ainv) : undefined]));
+  const inv = await Promise.all(reads);
+  return probs.map((p, l) => {
+    disposeProblem(p);
+    const [Ginv, Ainv] = inv[l];
+    return { L: p.L, R: p.R, C1: p.C1, liveRows: p.liveRows, liveCols: p.liveCols, diagG: p.diagG, diagA: p.diagA, Ginv, Ainv };
+  });
+}
+
+/** Rebuild spilled problems on the GPU for the update: W' from the model (not yet updated this shot), live block, inverses. */
+export function reloadProblems(ctx: GpuContext, model: DecoderModel, host: readonly HostProblem[]): LayerProblem[] {
+  return host.map((h) => {
+    const { L } = h;
+    const Wp = packLinear(ctx, model.weight(`${L.name}.weight`), L.bias ? model.weight(`${L.name}.bias`) : undefined);
+    const p: LayerProblem = { L, R: h.R, C1: h.C1, Wp, liveRows: h.liveRows, liveCols: h.liveCols, lr: null, lc: null, diagG: h.diagG, diagA: h.diagA };
+    const nr = h.liveRows.length, nc = h.liveCols.length;
+    if (nr === 0 || nc === 0) return p;
+    p.lr = ctx.upload(Uint32Array.from(h.liveRows));
+    p.lc = ctx.upload(Uint32Array.from(h.liveCols));
+    p.Wl = gather2d(ctx, Wp, { rows: p.lr, nR: nr, cols: p.lc, nC: nc });
+    if (h.Ginv) p.Ginv = ctx.upload(h.Ginv, [nr, nr]);
+    if (h.Ainv) p.Ainv = ctx.upload(h.Ainv, [nc, nc]);
+    return p;
+  });
+}

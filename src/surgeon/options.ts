@@ -12,7 +12,11 @@ export type Structure = 'rows-cols' | 'element' | '2:4' | `${number}:${number}`;
 export type Method = 'surgeon' | 'kobd' | 'lobd' | 'magnitude';
 export type Phase = 'curvature' | 'costs' | 'threshold' | 'update' | 'lora' | 'eval';
 
-export interface PruneProgress { phase: Phase; shot: number; shots: number; layer?: string; fraction: number; etaSeconds?: number }
+export interface PruneProgress {
+  phase: Phase; shot: number; shots: number; layer?: string; fraction: number; etaSeconds?: number;
+  /** A memory-budgeted shot's calibration pass (1…passes) during its curvature phase. */
+  pass?: number; passes?: number;
+}
 
 export interface PruneOptions {
   structure: Structure;
@@ -49,10 +53,13 @@ export interface PruneReport {
 }
 
 /** An option of pruneModel() is unknown, out of range or does not fit the model. */
-export class PruneConfigError extends SurgeonError {}
+export class PruneConfigError extends SurgeonError {
+  static override readonly name: string = 'PruneConfigError';
+}
 
 /** pruneModel() was cancelled through its AbortSignal. */
 export class PruneAbortedError extends SurgeonError {
+  static override readonly name: string = 'PruneAbortedError';
   constructor(what: string) {
     super(`pruning aborted ${what}; the GPU model's weights are partially pruned — reload them from the host copy`);
   }

@@ -77,3 +77,40 @@ export function planChunks(counts: ArrayLike<number>, maxChunk: number): Chunk[]
   if (cur) out.push(cur);
   return out;
 }
+
+/** select.wgsl's order-preserving key of the f32 with these bits (NaN last, ±0 equal). */
+function keyOfBits(b: number): number {
+  const a = b & 0x7fffffff;
+  if (a > 0x7f800000) return 0xffffffff;
+  if (a === 0) return 0x80000000;
+  return b & 0x80000000 ? ~b >>> 0 : (b | 0x80000000) >>> 0;
+}
+
+/**
+ * Exact k-th smallest (0-based) entry over several f32 arrays, in kthSmallestTensor's order (NaN last,
+ * −0 = +0, a zero answer is +0): its host twin for the costs a memory-budgeted shot reads back group by
+ * group. Radix select over the keys with the GPU's digits (11/11/10 bits), no copy of the data.
+ */
+export function kthSmallestHost(xs: readonly Float32Array[], k: number): number {
+  const total = xs.reduce((a, x) => a + x.length, 0);
+  if (!Number.isInteger(k) || k < 0 || k >= total) throw new RangeError(`kthSmallestHost: k = ${k} is outside [0, ${total - 1}]`);
+  let prefix = 0, hiMask = 0, rank = k;
+  for (const [shift, bits] of [[21, 11], [10, 11], [0, 10]] as const) {
+    const hist = new Float64Array(1 << bits), dm = (1 << bits) - 1;
+    for (const x of xs) {
+      const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+      for (let i = 0; i < u.length; i++) {
+        const key = keyOfBits(u[i]);
+        if (((key & hiMask) >>> 0) === prefix) hist[(key >>> shift) & dm]++;
+      }
+    }
+    let d = 0;
+    while (rank >= hist[d]) rank -= hist[d++];
+    prefix = (prefix | (d << shift)) >>> 0;
+    hiMask = (hiMask | (dm << shift)) >>> 0;
+  }
+  if (prefix === 0xffffffff) return NaN;
+  if (prefix === 0x80000000) return 0;
+  const bitsOut = prefix & 0x80000000 ? prefix & 0x7fffffff : ~prefix >>> 0;
+  return new Float32Array(Uint32Array.of(bitsOut).buffer)[0];
+}
