@@ -1,15 +1,20 @@
 /**
  * Shared pieces of the `llm-surgeon` commands: a tiny flag parser (`--flag value`, `--flag=value`,
  * boolean switches), typed value checks that name the flag, and the text → token ids step
- * (WikiText row joining unless raw; a .json file of ids is used as is).
+ * (WikiText row joining unless raw; a .json file of ids is used as is), with the input checks every
+ * command does before loading a model (the file exists, a .json file parses).
  */
 
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { SurgeonError } from '../errors';
+import { DatasetError } from '../io/errors';
+import { checkTokenIds, parseTokenIdsJson } from '../io/ids';
 import { joinWikitextRows } from '../io/wikitext';
 
 /** A bad command line: the commands print it with their usage and exit with code 2. */
-export class UsageError extends SurgeonError {}
+export class UsageError extends SurgeonError {
+  static override readonly name: string = 'UsageError';
+}
 
 export type FlagKind = 'string' | 'bool';
 
@@ -73,18 +78,66 @@ export function choiceFlag<T extends string>(flag: string, v: string, choices: r
 }
 
 /**
- * Token ids of a text file: a .json file must hold an array of integer ids (used directly); any other
- * file is joined like WikiText rows (joinWikitextRows; `raw` uses it as is) and encoded by `encoder()`.
+ * Before any model is loaded: `path` is a file, and a .json file parses as an array (the ids are
+ * checked against the vocabulary later, by readIds). UsageErrors name the flag and the file.
  */
-export async function readIds(path: string, encoder: () => Promise<(text: string) => number[]>, raw: boolean): Promise<number[]> {
+export async function checkInputFile(flag: string, path: string): Promise<void> {
+  if (!(await stat(path).catch(() => undefined))?.isFile()) throw new UsageError(`${flag} ${path}: no such file`);
+  if (!path.endsWith('.json')) return;
+  const text = await readFile(path, 'utf8').catch((e: Error) => { throw new UsageError(`${flag} ${path}: cannot read it (${e.message})`); });
+  asUsage(flag, () => parseTokenIdsJson(text, path));
+}
+
+function asUsage<T>(flag: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof DatasetError) throw new UsageError(`${flag} ${e.message}`);
+    throw e;
+  }
+}
+
+// Share of U+FFFD and control characters (not tab, newline, carriage return) above which a text file
+// is called binary or not UTF-8: clean WikiText has none; decoded random bytes are about half.
+const NOISE_WARN_SHARE = 0.01;
+
+/** The share of replacement and control characters in `text` (0 for an empty text). */
+export function noiseShare(text: string): number {
+  let bad = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0xfffd || (c < 0x20 && c !== 9 && c !== 10 && c !== 13) || (c >= 0x7f && c < 0xa0)) bad++;
+  }
+  return text.length ? bad / text.length : 0;
+}
+
+export interface ReadIds {
+  ids: Int32Array;
+  /** The file holds no text (or an empty array). */
+  empty: boolean;
+}
+
+/**
+ * Token ids of `--flag path`: a .json file must hold an array of token ids (used directly); any other
+ * file is joined like WikiText rows (joinWikitextRows; `raw` uses it as is) and encoded by `encoder()`.
+ * Every id is checked against `vocabSize` (io/ids.ts); a bad file is a UsageError naming flag, file and
+ * index. `warn` gets a line when a text file looks binary.
+ */
+export async function readIds(
+  flag: string, path: string, encoder: () => Promise<(text: string) => number[]>, raw: boolean, vocabSize: number, warn: (msg: string) => void,
+): Promise<ReadIds> {
   const text = await readFile(path, 'utf8');
   if (path.endsWith('.json')) {
-    const ids = JSON.parse(text) as unknown;
-    if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x))) throw new SurgeonError(`${path}: expected a JSON array of integer token ids`);
-    return ids as number[];
+    const entries = asUsage(flag, () => parseTokenIdsJson(text, path));
+    return { ids: asUsage(flag, () => checkTokenIds(entries, vocabSize, path)), empty: entries.length === 0 };
+  }
+  const noise = noiseShare(text);
+  if (noise > NOISE_WARN_SHARE) {
+    warn(`${flag} ${path}: ${(noise * 100).toFixed(1)}% of its ${text.length} characters are replacement or control characters; is it a binary file or not UTF-8? (tokenised anyway)`);
   }
   const encode = await encoder();
-  return encode(raw ? text : joinWikitextRows(text));
+  const ids = asUsage(flag, () => checkTokenIds(encode(raw ? text : joinWikitextRows(text)), vocabSize, `${path} (tokenised)`));
+  return { ids, empty: text.trim() === '' };
 }
 
 /** "Name: message" of an error for stderr (the class name always shown, as the exit-code-1 contract says). */

@@ -1,13 +1,14 @@
 /**
  * Command line of `llm-surgeon prune`: flags → checked PruneArgs (every bad value is a UsageError naming
- * its flag), and the file-system checks done before any work (input files exist, --out is a folder
- * that is empty or --force'd and is not the --model folder) and right before writing.
+ * its flag), and the file-system checks done before any work (input files exist, --out can be created
+ * and written, is empty or --force'd and is not in the --model folder) and the staged write at the end.
  */
 
-import { readdir, realpath, rm, stat, mkdir } from 'node:fs/promises';
-import { EXPORT_DTYPES, TOKENIZER_FILES, type ExportDType } from '../io/export';
+import { mkdir, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import { EXPORT_DTYPES, stageFolder, TOKENIZER_FILES, type ExportDType, type StagedFolder } from '../io/export';
 import type { Structure } from '../surgeon/options';
-import { choiceFlag, intFlag, numFlag, parseFlags, sizeFlag, UsageError } from './args';
+import { checkInputFile, choiceFlag, intFlag, numFlag, parseFlags, sizeFlag, UsageError } from './args';
 
 export const METHODS = ['surgeon', 'kobd', 'lobd', 'magnitude', 'sparsegpt', 'wanda'] as const;
 export type CliMethod = (typeof METHODS)[number];
@@ -19,7 +20,8 @@ export const PRUNE_USAGE = `usage: llm-surgeon prune --model <dir|zip|url|hub-id
                     (not needed for --method magnitude)
   --structure       rows-cols | element | 2:4 | n:m (e.g. 4:8)
   --sparsity        target fraction of zeros in [0, 1) over the pruned layers' W' (default n/m for n:m)
-  --out             output folder (config.json, model.safetensors, tokenizer files, report.json)
+  --out             output folder (config.json, model.safetensors, tokenizer files, report.json); written
+                    beside it first and moved into place at the end
 options:
   --shots N         pruning shots (default 40 for rows-cols, 5 otherwise)
   --method M        surgeon (default) | kobd | lobd | magnitude | sparsegpt | wanda
@@ -50,7 +52,7 @@ options:
   --raw             use text files as they are instead of joining WikiText rows
   --force           write into a non-empty --out (replaces our files, removes stale weight files)
   --quiet           no progress on stderr
-exit codes: 0 ok, 1 runtime error, 2 bad arguments, 130 interrupted (Ctrl-C)`;
+exit codes: 0 ok, 1 runtime error, 2 bad arguments, 130 interrupted (Ctrl-C or SIGTERM; --out is left as it was)`;
 
 const FLAGS = {
   '--model': 'string', '--calib': 'string', '--structure': 'string', '--sparsity': 'string', '--out': 'string',
@@ -138,45 +140,104 @@ export function parsePruneArgs(argv: string[]): PruneArgs | 'help' {
   };
 }
 
-// Weight files a loader could pick up instead of ours; removed from a --force'd --out before writing.
+// Weight files a loader could pick up instead of ours; removed from a --force'd --out at the commit.
 const STALE = /(\.safetensors|\.safetensors\.index\.json|^pytorch_model.*\.bin)$/;
 // Names we write: removed first so a hard or symbolic link there can never carry our bytes into another file.
 const OURS = new Set<string>(['config.json', 'model.safetensors', 'report.json', ...TOKENIZER_FILES]);
+// Kernel file systems: writes there fail late or never return (a mkdir under /proc hangs).
+const SYSTEM_ROOTS = ['/proc', '/sys'];
 
-async function sameFolder(a: string, b: string): Promise<boolean> {
-  const [ra, rb] = await Promise.all([realpath(a).catch(() => a), realpath(b).catch(() => b)]);
-  return ra === rb;
+function refuseSystem(p: string, out: string): void {
+  const root = SYSTEM_ROOTS.find((r) => p === r || p.startsWith(`${r}/`));
+  if (root) throw new UsageError(`--out ${out} is under ${root}, a kernel file system; choose a folder on a disk`);
 }
 
+const errText = (e: unknown) => (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+
 /**
- * `writing` false (before any work): the input files exist, --out is not a file, is empty unless
- * --force, and is not the --model folder. `writing` true: create --out and, with --force, remove stale
- * weight files and the files we are about to write (so no link there leads elsewhere).
+ * Can a folder `name` be made in `dir` and written into? Creates it with a probe file and removes both
+ * (`name` undefined: a hidden probe folder). Returns the error code, or undefined when it can.
  */
-export async function prepareOut(a: PruneArgs, writing: boolean): Promise<void> {
-  const st = await stat(a.out).catch(() => undefined);
-  if (!writing) {
-    for (const [flag, p] of [['--calib', a.calib], ['--eval', a.eval]] as const) {
-      if (p && !(await stat(p).catch(() => undefined))?.isFile()) throw new UsageError(`${flag} ${p}: no such file`);
-    }
-    if (!st) return;
-    if (!st.isDirectory()) throw new UsageError(`--out ${a.out} exists and is not a folder`);
-    // The model folder itself, or the single nested folder a checkpoint load descends into.
-    const modelSt = await stat(a.model).catch(() => undefined);
-    if (modelSt?.isDirectory()) {
-      const candidates = [a.model];
-      const has = async (d: string) => !!(await stat(`${d}/config.json`).catch(() => undefined));
-      if (!(await has(a.model))) {
-        for (const e of await readdir(a.model, { withFileTypes: true })) if (e.isDirectory() && (await has(`${a.model}/${e.name}`))) candidates.push(`${a.model}/${e.name}`);
-      }
-      for (const c of candidates) {
-        if (await sameFolder(c, a.out)) throw new UsageError(`--out ${a.out} is the --model folder; the input model is never overwritten`);
-      }
-    }
-    const entries = await readdir(a.out);
-    if (entries.length && !a.force) throw new UsageError(`--out ${a.out} is not empty (${entries.length} entries); pass --force to write into it`);
+async function probe(dir: string, name?: string): Promise<string | undefined> {
+  const p = join(dir, name ?? `.llm-surgeon-probe-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  try {
+    await mkdir(p);
+  } catch (e) {
+    return errText(e);
+  }
+  try {
+    await writeFile(join(p, '.probe'), 'llm-surgeon');
+    await rm(join(p, '.probe'));
+    return undefined;
+  } catch (e) {
+    return errText(e);
+  } finally {
+    await rm(p, { recursive: true, force: true });
+  }
+}
+
+/** Can a file be written in the existing folder `dir`? The error code, or undefined. */
+async function probeFile(dir: string): Promise<string | undefined> {
+  const p = join(dir, `.llm-surgeon-probe-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  try {
+    await writeFile(p, 'llm-surgeon');
+    return undefined;
+  } catch (e) {
+    return errText(e);
+  } finally {
+    await rm(p, { force: true });
+  }
+}
+
+/** Runs whose export is staged inside an existing --out (its parent is not writable) rather than beside it. */
+const stageWithin = new WeakSet<PruneArgs>();
+
+/**
+ * `writing` false (before any work): the input files exist (a .json parses), --out is not under /proc
+ * or /sys, not at or inside the --model folder, not a file or under one, empty unless --force, and can
+ * be created and written (probed). `writing` true: the staging folder the export is written into;
+ * its commit() moves it into --out, replacing stale weight files and the files we write (so no link
+ * there leads elsewhere) and nothing else.
+ */
+export async function prepareOut(a: PruneArgs, writing: false): Promise<void>;
+export async function prepareOut(a: PruneArgs, writing: true): Promise<StagedFolder>;
+export async function prepareOut(a: PruneArgs, writing: boolean): Promise<StagedFolder | void> {
+  if (writing) return stageFolder(a.out, { replace: (name) => STALE.test(name) || OURS.has(name), last: 'report.json', within: stageWithin.has(a) });
+  for (const [flag, p] of [['--calib', a.calib], ['--eval', a.eval]] as const) if (p) await checkInputFile(flag, p);
+  const abs = resolve(a.out);
+  refuseSystem(abs, a.out);
+  // The nearest existing folder on the way to --out, and the names still to be created below it.
+  let base = abs;
+  const missing: string[] = [];
+  let st = await stat(base).catch(() => undefined);
+  while (!st) {
+    missing.unshift(basename(base));
+    base = dirname(base);
+    st = await stat(base).catch(() => undefined);
+  }
+  if (!st.isDirectory()) {
+    throw new UsageError(missing.length ? `--out ${a.out}: ${base} is a file, so no folder can be created under it` : `--out ${a.out} exists and is not a folder`);
+  }
+  const realBase = await realpath(base);
+  const real = join(realBase, ...missing);
+  refuseSystem(real, a.out);
+  // At or under the model folder (which includes the nested folder a checkpoint load may descend into).
+  if ((await stat(a.model).catch(() => undefined))?.isDirectory()) {
+    const model = await realpath(a.model);
+    if (real === model) throw new UsageError(`--out ${a.out} is the --model folder; the input model is never overwritten`);
+    if (real.startsWith(model.endsWith(sep) ? model : model + sep)) throw new UsageError(`--out ${a.out} is inside the --model folder ${a.model}; the input folder is never written to`);
+  }
+  const refuse = (where: string, code: string) => new UsageError(`--out ${a.out}: cannot create or write files in ${where} (${code}); choose a writable folder`);
+  if (missing.length) {
+    // The first folder to create, made and removed again: the rest are created inside it.
+    const code = await probe(realBase, missing[0]);
+    if (code) throw refuse(realBase, code);
     return;
   }
-  await mkdir(a.out, { recursive: true });
-  if (st) for (const name of await readdir(a.out)) if (STALE.test(name) || OURS.has(name)) await rm(`${a.out}/${name}`, { force: true });
+  const entries = await readdir(abs);
+  if (entries.length && !a.force) throw new UsageError(`--out ${a.out} is not empty (${entries.length} entries); pass --force to write into it`);
+  const parentCode = await probe(dirname(real));
+  const outCode = entries.length || parentCode ? await probeFile(real) : undefined;
+  if (outCode) throw refuse(real, outCode);
+  if (parentCode) stageWithin.add(a); // a read-only parent: stage inside --out, commit file by file
 }

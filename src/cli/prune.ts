@@ -7,16 +7,18 @@
  * options against the model's config, pick the K-FAC batch, check the estimated peak GPU memory against
  * the device's limits (LimitExceededError, exit 1, before any upload) → upload → dense perplexity (--eval)
  * → prune → read back, round to --dtype, count zeros on the values as exported → perplexity of the
- * exported values → write folder + report.json.
- * Exit codes: 0 ok, 1 runtime error (class and message on stderr), 2 bad arguments, 130 interrupted.
+ * exported values → write folder + report.json into a staging folder beside --out, moved into place at the end.
+ * Exit codes: 0 ok, 1 runtime error (class and message on stderr), 2 bad arguments, 130 interrupted
+ * (SIGINT or SIGTERM; --out is left as it was).
  */
 
+import { describePlan } from '../api/plan';
 import { version } from '../../package.json';
 import { familySpec } from '../arch/registry';
 import { GpuContext } from '../gpu/context';
 import { loadCheckpoint } from '../io/checkpoint';
 import { DatasetError } from '../io/errors';
-import { configDType, exportHfFolder, roundTo, TOKENIZER_FILES, type ExportDType } from '../io/export';
+import { checkExportRange, configDType, DTYPE_MAX, exportHfFolder, findOverflow, roundTo, TOKENIZER_FILES, type ExportDType } from '../io/export';
 import { openSource } from '../io/sources';
 import { loadTokenizer } from '../io/tokenizer';
 import { calibrationWindows } from '../io/wikitext';
@@ -25,9 +27,10 @@ import { DecoderModel } from '../model/model';
 import { deviceLimits, mib } from '../api/memory';
 import { PruneAbortedError, PruneConfigError } from '../surgeon/options';
 import { describeError, readIds, UsageError } from './args';
+import { checkCalibrationBudget, evalWindowCount, finitePerplexity, interruptedMessage, testPauseBeforeCommit, type RunStage } from './checks';
 import { parsePruneArgs, prepareOut, PRUNE_USAGE, type PruneArgs } from './prune-args';
 import { planPrune } from './prune-plan';
-import { allocation, countLayerZeros, makeLog } from './prune-report';
+import { allocation, countLayerZeros, makeLog, type ProgressLine } from './prune-report';
 
 const now = () => performance.now();
 
@@ -50,28 +53,39 @@ export async function pruneCommand(argv: string[], env: { ctx?: GpuContext } = {
     return 0;
   }
   const ac = new AbortController();
-  const onSigint = () => {
-    process.stderr.write('\nllm-surgeon prune: interrupted; stopping at the next step (the input model is untouched)\n');
+  // SIGTERM (kill, a job scheduler) stops the run like Ctrl-C; a second signal gets the default handler.
+  const onSignal = (sig: NodeJS.Signals) => {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    process.stderr.write(`\nllm-surgeon prune: ${sig}; stopping at the next step (the input model is untouched)\n`);
     ac.abort();
   };
-  process.once('SIGINT', onSigint);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   let ctx: GpuContext | undefined;
+  const stage: RunStage = { layersChanged: false, exporting: false };
   try {
-    return await run(args, ac.signal, env.ctx, (c) => (ctx = c));
+    return await run(args, ac.signal, env.ctx, (c) => (ctx = c), stage);
   } catch (e) {
     if (e instanceof UsageError || e instanceof PruneConfigError) {
       process.stderr.write(`llm-surgeon prune: ${e.message}\n`);
       return 2;
     }
+    if (e instanceof PruneAbortedError || ac.signal.aborted) {
+      process.stderr.write(`llm-surgeon prune: ${interruptedMessage(stage, args.out)}\n`);
+      return 130;
+    }
     process.stderr.write(`llm-surgeon prune: ${describeError(e)}\n`);
-    return e instanceof PruneAbortedError || ac.signal.aborted ? 130 : 1;
+    return 1;
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await stage.staged?.discard().catch(() => undefined); // an export that did not commit leaves nothing behind
     (ctx as GpuContext | undefined)?.destroy();
   }
 }
 
-async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefined, owned: (ctx: GpuContext) => void): Promise<number> {
+async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefined, owned: (ctx: GpuContext) => void, stage: RunStage): Promise<number> {
   const start = now();
   const sec: Record<string, number> = {};
   let t = start;
@@ -87,6 +101,13 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   if (seqlen > cfg.maxPositions || seqlen < 2) throw new UsageError(`--seqlen ${seqlen} must be in 2…${cfg.maxPositions} (max_position_embeddings of this model)`);
   const evalSeqlen = a.evalSeqlen ?? cfg.maxPositions;
   if (evalSeqlen > cfg.maxPositions || evalSeqlen < 2) throw new UsageError(`--eval-seqlen ${evalSeqlen} must be in 2…${cfg.maxPositions} (max_position_embeddings of this model)`);
+  if (a.calib) checkCalibrationBudget(a.nsamples, seqlen); // before the windows are built
+  // Weights pruning leaves as they are decide it now; the pruned ones are checked again before writing.
+  const over = dtype === 'float32' ? undefined : findOverflow(ckpt.tensors, dtype);
+  if (over) {
+    throw new UsageError(`--dtype ${dtype}: ${over.tensor} holds values up to ${over.maxAbs} in magnitude (first at [${over.index}]: ${over.value}), ` +
+      `beyond ${dtype}'s largest ${DTYPE_MAX[dtype]}; use --dtype ${dtype === 'float16' ? 'bfloat16 or ' : ''}float32`);
+  }
   lap('load');
 
   let tok: Promise<(text: string) => number[]> | undefined;
@@ -95,10 +116,11 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
     const tk = await loadTokenizer(ckpt.tokenizerJson, ckpt.tokenizerConfig);
     return (text: string) => tk.encode(text);
   })());
+  const warn = (msg: string) => process.stderr.write(`llm-surgeon prune: warning: ${msg}\n`);
   let calib: Int32Array[] = [];
   let calibTokens = 0;
   if (a.calib) {
-    const ids = await readIds(a.calib, encoder, a.raw);
+    const { ids } = await readIds('--calib', a.calib, encoder, a.raw, cfg.vocabSize, warn);
     calibTokens = ids.length;
     try {
       calib = calibrationWindows(ids, a.nsamples, seqlen, a.seed);
@@ -111,10 +133,10 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   let evalIds: Int32Array | undefined;
   let evalWindows = 0;
   if (a.eval) {
-    evalIds = Int32Array.from(await readIds(a.eval, encoder, a.raw));
-    const avail = Math.floor(evalIds.length / evalSeqlen);
-    evalWindows = a.evalWindows ?? avail;
-    if (avail < 1 || evalWindows > avail) throw new UsageError(`--eval ${a.eval}: ${evalIds.length} tokens hold ${avail} windows of ${evalSeqlen}, ${evalWindows || 1} requested`);
+    const r = await readIds('--eval', a.eval, encoder, a.raw, cfg.vocabSize, warn);
+    evalIds = r.ids;
+    const input = { flag: '--eval', file: a.eval, tokens: evalIds.length, empty: r.empty, seqlenFlag: '--eval-seqlen', windowsFlag: '--eval-windows' };
+    evalWindows = evalWindowCount(input, evalSeqlen, a.evalWindows);
   }
   lap('tokenize');
 
@@ -129,11 +151,16 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   const info = ctx.gpu.info;
   log(`GPU ${info.vendor} ${info.device || info.description}${info.isFallbackAdapter ? ' (fallback adapter)' : ''}`);
   // Options, K-FAC batch and the estimated peak checked before the model is uploaded (LimitExceededError: exit 1).
-  const prune = planPrune(a, cfg, calib, seqlen, evalIds ? { ids: evalIds, seqlen: evalSeqlen, windows: evalWindows } : undefined, progress, signal, deviceLimits(ctx));
+  const tracked = (p: ProgressLine) => {
+    if (p.phase === 'update' || p.phase === 'prune') stage.layersChanged = true; // the first phases that write weights
+    progress(p);
+  };
+  const prune = planPrune(a, cfg, calib, seqlen, evalIds ? { ids: evalIds, seqlen: evalSeqlen, windows: evalWindows } : undefined, tracked, signal, deviceLimits(ctx));
   if (prune.autoBatch !== undefined) {
     log(`K-FAC batch: ${prune.autoBatch.batch} window(s) per forward/backward (the most ≤ 16 within ${mib(prune.autoBatch.budget)} or the job's own estimated peak; --batch to set)`);
   }
   log(`estimated peak GPU memory ${mib(prune.memory.peak)} (weights ${mib(prune.memory.weights)}; largest buffer ${mib(prune.memory.largest.bytes)}: ${prune.memory.largest.what})${a.memoryBudget ? ` within --memory-budget ${mib(a.memoryBudget)}` : ''}`);
+  if (prune.memoryPlan) log(`memory plan: ${describePlan(prune.memoryPlan)}`);
   const inUse = ctx.pool.bytesInUse;
   ctx.pool.peakBytesInUse = inUse;
   const model = await DecoderModel.fromCheckpoint(ctx, ckpt);
@@ -142,7 +169,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
 
   let dense: number | undefined;
   if (evalIds) {
-    dense = (await perplexity(ctx, model, evalIds, { seqlen: evalSeqlen, windows: evalWindows, signal })).ppl;
+    dense = finitePerplexity((await perplexity(ctx, model, evalIds, { seqlen: evalSeqlen, windows: evalWindows, signal })).ppl, 'dense');
     log(`dense perplexity ${dense.toFixed(5)} (${evalWindows} windows of ${evalSeqlen})`);
     lap('evalDense');
   }
@@ -157,6 +184,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   const weights = await model.exportWeights();
   let changed = false;
   if (dtype !== 'float32') {
+    checkExportRange(weights, dtype); // rounding would turn these into ±Inf
     for (const [name, w] of weights) {
       const r = roundTo(w, dtype);
       if (!changed && r.some((v, i) => v !== w[i])) changed = true;
@@ -169,7 +197,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   let pruned: number | undefined;
   if (evalIds) {
     if (changed) for (const [name, w] of weights) model.setWeight(name, w);
-    pruned = (await perplexity(ctx, model, evalIds, { seqlen: evalSeqlen, windows: evalWindows, signal })).ppl;
+    pruned = finitePerplexity((await perplexity(ctx, model, evalIds, { seqlen: evalSeqlen, windows: evalWindows, signal })).ppl, `pruned (${dtype})`);
     log(`pruned perplexity ${pruned.toFixed(5)} (weights as exported, ${dtype})`);
     lap('evalPruned');
   }
@@ -178,8 +206,9 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   signal.throwIfAborted();
 
   const extraFiles = await tokenizerFiles(a.model);
-  await prepareOut(a, true);
-  const folder = await exportHfFolder(cfg.raw, weights, a.out, { dtype, extraFiles, metadata: { producer: `llm-surgeon-webgpu ${version}` } });
+  stage.exporting = true;
+  const staged = (stage.staged = await prepareOut(a, true));
+  const folder = await exportHfFolder(cfg.raw, weights, staged.dir, { dtype, extraFiles, metadata: { producer: `llm-surgeon-webgpu ${version}` } });
   lap('export');
   sec.total = (now() - start) / 1000;
 
@@ -211,12 +240,16 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
       note: `dense: source weights; pruned: the weights as exported (${dtype})${a.evalEveryShot ? '; per-shot values in shots[] use the float32 GPU weights' : ''}`,
     } : null,
     // GPU pool bytes of this run (weights included; what was in use before the upload excluded)
-    memory: { estimatedPeakBytes: prune.memory.peak, measuredPeakBytes: measuredPeak, budgetBytes: a.memoryBudget ?? null },
+    memory: { estimatedPeakBytes: prune.memory.peak, measuredPeakBytes: measuredPeak, budgetBytes: a.memoryBudget ?? null, plan: prune.memoryPlan ?? null },
     seconds: { ...sec, phases: rep.seconds },
     export: { dir: a.out, dtype, files: Object.fromEntries(Object.entries(folder.files).map(([k, v]) => [k, v.length])) },
   };
   const { writeFile } = await import('node:fs/promises');
-  await writeFile(`${a.out}/report.json`, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(`${staged.dir}/report.json`, `${JSON.stringify(report, null, 2)}\n`);
+  await testPauseBeforeCommit(staged.dir, signal);
+  signal.throwIfAborted(); // the last point where --out is still as it was
+  await staged.commit();
+  stage.exporting = false;
   log(`wrote ${a.out} (${Object.keys(folder.files).join(', ')}, report.json)`);
   process.stdout.write(`${a.out}: ${a.method} ${a.structure} sparsity ${alloc.achievedSparsity.toFixed(6)}` +
     `${pruned !== undefined ? `, perplexity ${dense!.toFixed(4)} → ${pruned.toFixed(4)}` : ''} (${sec.total.toFixed(1)} s)\n`);

@@ -9,12 +9,15 @@
  * - extra files (tokenizer.json, vocab.json, …) copied byte for byte.
  * Every tensor the config implies must be present with the right size (nothing more), so a folder that
  * would not load is never written. Rounding to float16/bfloat16 is round-to-nearest-even; exact zeros stay
- * exact zeros. Values that overflow the target dtype (|x| > 65504 for float16) are rejected.
+ * exact zeros. Values that overflow the target dtype (|x| ≥ 65520 for float16, which rounds to Inf) and
+ * non-finite values are rejected: a folder our own loader would refuse is never written.
+ * stageFolder: a folder written beside its target and moved into place at the end, so an interrupted
+ * export leaves the target as it was.
  */
 
 import { expectedTensors, parseModelConfig } from './config';
 import { decodeToF32, encodeFromF32, type FloatDType } from './dtype';
-import { CheckpointFormatError } from './errors';
+import { CheckpointFormatError, NonFiniteWeightsError } from './errors';
 import { writeSafetensors, type TensorToWrite } from './safetensors';
 
 export type ExportDType = 'float16' | 'bfloat16' | 'float32';
@@ -70,7 +73,11 @@ export function buildHfFolder(configRaw: Record<string, unknown>, weights: Map<s
   }
   const extra = [...weights.keys()].find((k) => !expected.has(k));
   if (extra) throw new CheckpointFormatError('extra', `export: ${extra} is not part of this ${cfg.architecture} config${extra === 'lm_head.weight' ? ' (the head is tied)' : ''}`);
-  if (dtype !== 'float32') checkRange(tensors, dtype);
+  for (const t of tensors) {
+    const bad = t.data.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new NonFiniteWeightsError(t.name, bad, t.data[bad]);
+  }
+  checkExportRange(tensors.map((t) => [t.name, t.data] as const), dtype);
   const st = writeSafetensors(tensors, { format: 'pt', ...opts.metadata });
 
   const config: Record<string, unknown> = { ...configRaw };
@@ -93,15 +100,42 @@ export function buildHfFolder(configRaw: Record<string, unknown>, weights: Map<s
 // Smallest magnitudes that round to ±Inf (round to nearest even): float16 65520, bfloat16 2^128·(1 − 2^-9).
 const OVERFLOW: Record<ExportDType, number> = { float16: 65520, bfloat16: 3.3961775292304772e38, float32: Infinity };
 
-/** Finite values that would round to ±Inf in `dtype`: name the first offending tensor and index. */
-function checkRange(tensors: TensorToWrite[], dtype: ExportDType): void {
+/** Largest finite value of each export dtype (for messages). */
+export const DTYPE_MAX: Record<ExportDType, number> = { float16: 65504, bfloat16: 3.3895313892515355e38, float32: 3.4028234663852886e38 };
+
+/** The first tensor holding a finite value that would round to ±Inf in `dtype`. */
+export interface Overflow {
+  tensor: string;
+  /** Flat index and value of its first such entry. */
+  index: number;
+  value: number;
+  /** Largest finite |x| in the tensor. */
+  maxAbs: number;
+}
+
+/** The first tensor of `weights` (in order) that `dtype` cannot hold, or undefined. */
+export function findOverflow(weights: Iterable<readonly [string, Float32Array]>, dtype: ExportDType): Overflow | undefined {
+  if (dtype === 'float32') return undefined; // every finite f32 is a float32
   const lim = OVERFLOW[dtype];
-  for (const t of tensors) {
-    for (let i = 0; i < t.data.length; i++) {
-      const v = Math.abs(t.data[i]);
-      if (v >= lim && v !== Infinity) throw new CheckpointFormatError('dtype', `export: ${t.name}[${i}] = ${t.data[i]} overflows ${dtype}; export as float32`);
+  for (const [tensor, data] of weights) {
+    let index = -1, maxAbs = 0;
+    for (let i = 0; i < data.length; i++) {
+      const a = Math.abs(data[i]);
+      if (a === Infinity) continue; // not finite: the finiteness checks own that case
+      if (a > maxAbs) maxAbs = a;
+      if (a >= lim && index < 0) index = i;
     }
+    if (index >= 0) return { tensor, index, value: data[index], maxAbs };
   }
+  return undefined;
+}
+
+/** CheckpointFormatError naming the tensor, its first overflowing entry and its largest magnitude. */
+export function checkExportRange(weights: Iterable<readonly [string, Float32Array]>, dtype: ExportDType): void {
+  const o = findOverflow(weights, dtype);
+  if (!o) return;
+  throw new CheckpointFormatError('dtype', `export: ${o.tensor}[${o.index}] = ${o.value} overflows ${dtype} ` +
+    `(max |x| in ${o.tensor} is ${o.maxAbs}; ${dtype} holds at most ${DTYPE_MAX[dtype]}); export as float32`);
 }
 
 // Held in a variable so browser bundles leave node:fs alone (only reached when writing to a path).
@@ -109,7 +143,8 @@ const FS = 'node:fs/promises';
 
 /**
  * Build the folder (buildHfFolder) and, when `dir` is a path (Node), write its files there (the folder is
- * created if needed; existing files of the same names are replaced). `dir` null: in memory only.
+ * created if needed; existing files of the same names are replaced; not atomic: write into a
+ * stageFolder's `dir` for that). `dir` null: in memory only.
  */
 export async function exportHfFolder(
   configRaw: Record<string, unknown>, weights: Map<string, Float32Array>, dir: string | null, opts: ExportOptions = {},
@@ -121,4 +156,72 @@ export async function exportHfFolder(
     for (const [name, bytes] of Object.entries(folder.files)) await fs.writeFile(`${dir}/${name}`, bytes);
   }
   return folder;
+}
+
+const PATH = 'node:path';
+
+/** A folder being written beside its target; nothing reaches the target before commit(). */
+export interface StagedFolder {
+  /** The folder to write into: a hidden sibling of the target (same file system, so commit renames), or a hidden folder inside it. */
+  readonly dir: string;
+  readonly target: string;
+  /**
+   * Move the staged files into the target: one rename of the folder when the target is absent or an
+   * empty folder; otherwise the target's files that `replace` names are removed, then every staged
+   * file is renamed in (each rename atomic; `last` after the others) and the staged folder removed.
+   */
+  commit(): Promise<void>;
+  /** Remove the staged folder and its files (nothing once committed). */
+  discard(): Promise<void>;
+}
+
+/**
+ * Create the staging folder of `target` (its parent folders too). `replace`: names in an existing,
+ * non-empty target to remove at commit (files the new folder supersedes); `last`: the staged file to
+ * move in last (e.g. a report that marks the folder complete). `within`: stage in a hidden folder inside
+ * an existing target instead (for a target whose parent is not writable); commit then moves file by file.
+ */
+export async function stageFolder(
+  target: string, opts: { replace?: (name: string) => boolean; last?: string; within?: boolean } = {},
+): Promise<StagedFolder> {
+  const fs = (await import(/* @vite-ignore */ FS)) as typeof import('node:fs/promises');
+  const path = (await import(/* @vite-ignore */ PATH)) as typeof import('node:path');
+  // A symlinked target is staged beside the folder it points to (a rename cannot cross file systems).
+  const abs = await fs.realpath(path.resolve(target)).catch(() => path.resolve(target));
+  const parent = path.dirname(abs);
+  await fs.mkdir(parent, { recursive: true });
+  // Short, recognisable and unique: the target's name (cut to stay within NAME_MAX), the pid, a random tag.
+  const tag = `${typeof process !== 'undefined' ? process.pid : 0}-${Math.random().toString(36).slice(2, 8)}`;
+  const dir = opts.within ? path.join(abs, `.partial-${tag}`) : path.join(parent, `.${path.basename(abs).slice(0, 100)}.partial-${tag}`);
+  await fs.mkdir(dir);
+  let done = false;
+  const empty = async () => (await fs.readdir(abs).catch(() => undefined))?.length === 0;
+  return {
+    dir,
+    target: abs,
+    async commit() {
+      if (done) return;
+      const st = await fs.lstat(abs).catch(() => undefined);
+      if (!opts.within && (!st || (st.isDirectory() && (await empty())))) {
+        try {
+          if (st) await fs.chmod(dir, st.mode & 0o7777); // the replaced folder's permissions
+          await fs.rename(dir, abs); // POSIX rename replaces an empty folder
+          done = true;
+          return;
+        } catch (e) {
+          if (st === undefined) throw e; // fall through: a platform that will not rename over a folder
+        }
+      }
+      const names = await fs.readdir(dir);
+      for (const name of await fs.readdir(abs)) if (opts.replace?.(name)) await fs.rm(path.join(abs, name), { force: true });
+      const order = [...names.filter((n) => n !== opts.last).sort(), ...names.filter((n) => n === opts.last)];
+      for (const name of order) await fs.rename(path.join(dir, name), path.join(abs, name));
+      await fs.rmdir(dir);
+      done = true;
+    },
+    async discard() {
+      if (!done) await fs.rm(dir, { recursive: true, force: true });
+      done = true;
+    },
+  };
 }

@@ -7,4 +7,5 @@ export { openSource, hubUrl, zipFolder, type Folder, type ModelSource, type Open
 export { loadCheckpoint, assertFiniteWeights, type LoadedCheckpoint, type LoadOptions } from './checkpoint';
 export * from './tokenizer';
 export * from './wikitext';
-export { buildHfFolder, exportHfFolder, configDType, roundTo, EXPORT_DTYPES, TOKENIZER_FILES, type ExportDType, type ExportOptions, type ExportedFolder } from './export';
+export { checkTokenIds, parseTokenIdsJson } from './ids';
+export { buildHfFolder, exportHfFolder, checkExportRange, findOverflow, stageFolder, configDType, roundTo, DTYPE_MAX, EXPORT_DTYPES, TOKENIZER_FILES, type ExportDType, type ExportOptions, type ExportedFolder, type Overflow, type StagedFolder } from './export';
