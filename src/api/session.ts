@@ -11,6 +11,7 @@ import { BASE_NEEDS } from '../gpu/device';
 import { LimitExceededError, ShapeError } from '../gpu/errors';
 import { loadCheckpoint, type LoadedCheckpoint, type ModelSource } from '../io/checkpoint';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
+import { checkTokenIds } from '../io/ids';
 import { evaluationWindows } from '../io/wikitext';
 import { matmul } from '../kernels/matmul';
 import { generate as generateTokens, DecoderModel, perplexity } from '../model/index';
@@ -129,7 +130,7 @@ export class SurgeonSession {
   async evaluate(opts: EvaluateOptions, onProgress?: (p: ProgressEvent) => void): Promise<EvaluateResult> {
     const m = this.needModel();
     if (!m.tokenizer) throw new NoModelError('the loaded checkpoint has no tokenizer.json; cannot tokenize the evaluation text');
-    const ids = Int32Array.from(m.tokenizer.encode(opts.text));
+    const ids = checkTokenIds(m.tokenizer.encode(opts.text), m.ckpt.config.vocabSize, 'the evaluation text');
     if (opts.seqlen > m.ckpt.config.maxPositions) {
       throw new ShapeError(`seqlen ${opts.seqlen} exceeds the model's max_position_embeddings ${m.ckpt.config.maxPositions}`);
     }
@@ -220,10 +221,11 @@ export class SurgeonSession {
   async evaluateHost(host: HostModel, opts: EvaluateOptions & { ids?: Int32Array | number[] }, onProgress?: (p: ProgressEvent) => void): Promise<EvaluateResult> {
     const ctx = await this.context();
     let ids: Int32Array;
-    if (opts.ids) ids = Int32Array.from(opts.ids);
+    // One check for every path (io/ids.ts): integers in 0…vocab − 1, never wrapped to 32 bits.
+    if (opts.ids) ids = checkTokenIds(opts.ids, host.config.vocabSize, 'evaluate ids');
     else {
       if (!host.tokenizerJson) throw new NoModelError('the model has no tokenizer.json; pass ids instead of text');
-      ids = Int32Array.from((await loadTokenizer(host.tokenizerJson, host.tokenizerConfig)).encode(opts.text));
+      ids = checkTokenIds((await loadTokenizer(host.tokenizerJson, host.tokenizerConfig)).encode(opts.text), host.config.vocabSize, 'the evaluation text');
     }
     const windows = evaluationWindows(ids, opts.seqlen, opts.windows).length;
     return this.guard(ctx, async () => {
