@@ -79,6 +79,7 @@ export async function perplexity(
     idT.dispose();
     labels.dispose();
     const read = sums.read(); // records the copy and submits now; the buffer may be pooled right away
+    read.catch(() => undefined); // awaited by settle(); left pending when an abort stops the loop
     sums.dispose();
     await settle();
     pending = { read, B };

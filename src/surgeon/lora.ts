@@ -25,7 +25,7 @@ import { uploadBatch } from '../model/batch';
 import { perplexity } from '../model/eval';
 import { forwardBatch, releaseForward } from '../model/forward';
 import type { DecoderModel, PrunableLayer } from '../model/model';
-import { resolveLora, type ResolvedLora } from './options';
+import { PruneAbortedError, resolveLora, type ResolvedLora } from './options';
 
 export interface LoraOptions {
   /** Adapter rank r (default 8). */
@@ -186,8 +186,13 @@ export function loraStep(ctx: GpuContext, model: DecoderModel, st: LoraState, se
 async function meanLoss(ctx: GpuContext, model: DecoderModel, wins: Int32Array[], signal?: AbortSignal): Promise<number> {
   const T = wins[0].length, ids = new Int32Array(wins.length * T);
   wins.forEach((w, i) => ids.set(w, i * T));
-  const { nll } = await perplexity(ctx, model, ids, { seqlen: T, signal });
-  return nll.reduce((a, b) => a + b, 0) / nll.length;
+  try {
+    const { nll } = await perplexity(ctx, model, ids, { seqlen: T, signal });
+    return nll.reduce((a, b) => a + b, 0) / nll.length;
+  } catch (e) {
+    if (signal?.aborted) throw new PruneAbortedError('during the low-rank correction, in the loss of the training windows');
+    throw e;
+  }
 }
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now()) / 1000;
@@ -195,7 +200,8 @@ const now = (): number => (typeof performance !== 'undefined' ? performance.now(
 /**
  * Train adapters on a seeded subset of `calib` and absorb them into the model's weights (in place).
  * Options are validated first (PruneConfigError); windows must have equal lengths (ShapeError).
- * On abort or error the adapted weights are restored to their values at the start.
+ * On abort (PruneAbortedError, checked before every Adam step) or error the adapted weights are
+ * restored to their values at the start.
  */
 export async function loraCorrect(ctx: GpuContext, model: DecoderModel, calib: Int32Array[], opts: LoraRunOptions = {}): Promise<LoraResult> {
   const start = now();
@@ -218,7 +224,7 @@ export async function loraCorrect(ctx: GpuContext, model: DecoderModel, calib: I
     let inFlight: Promise<unknown> | undefined;
     for (let e = 0; e < cfg.epochs; e++) {
       for (let s0 = 0; s0 < wins.length; s0 += batch) {
-        signal?.throwIfAborted();
+        if (signal?.aborted) throw new PruneAbortedError(`during the low-rank correction, before Adam step ${st.steps + 1} of ${total}`);
         loraStep(ctx, model, st, wins.slice(s0, s0 + batch));
         // At most two steps in flight, as in accumulateKfac: bounded queue, no idle GPU.
         ctx.flush();

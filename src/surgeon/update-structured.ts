@@ -5,7 +5,8 @@
  *   columns: Y = (A⁻¹_CC)⁻¹ A⁻¹[C,:],     W_l −= W_l[:,C]·Y
  * (independent: the inner inverses replaced by their diagonals). The |R|×|R| and |C|×|C| solves go
  * through spdSolve (f32 Cholesky + double-float refinement). The caller scatters W_l back into W' and
- * zeroes the removed rows and columns exactly.
+ * zeroes the removed rows and columns exactly. With a signal, the abort is checked before the solves are
+ * queued and again when they are done, before the W_l products (PruneAbortedError).
  */
 
 import type { GpuContext } from '../gpu/context';
@@ -15,6 +16,7 @@ import { matmul } from '../kernels/matmul';
 import { divideRows } from '../kernels/obs';
 import { spdSolve } from '../kernels/spd';
 import type { LayerProblem } from './curvature';
+import { PruneAbortedError } from './options';
 
 /** Local (live) indices of the selected live units. */
 export function selectedLocal(live: readonly number[], sel: Uint8Array): number[] {
@@ -27,9 +29,11 @@ export function selectedLocal(live: readonly number[], sel: Uint8Array): number[
  * Queue the update of p.Wl for the selected rows/columns (global numbering in rowSel/colSel) and
  * return the new W_l (the old one is disposed). Awaits the pivot checks of its two solves only.
  */
-export async function structuredUpdate(ctx: GpuContext, p: LayerProblem, rowSel: Uint8Array, colSel: Uint8Array, independent: boolean): Promise<void> {
+export async function structuredUpdate(ctx: GpuContext, p: LayerProblem, rowSel: Uint8Array, colSel: Uint8Array, independent: boolean, signal?: AbortSignal): Promise<void> {
   const Wl = p.Wl, Ginv = p.Ginv, Ainv = p.Ainv;
   if (!Wl || !Ginv || !Ainv) return;
+  const check = (when: string): void => { if (signal?.aborted) throw new PruneAbortedError(`${when} the structured update of ${p.L.name}`); };
+  check('before');
   const nr = p.liveRows.length, nc = p.liveCols.length;
   const Rl = selectedLocal(p.liveRows, rowSel), Cl = selectedLocal(p.liveCols, colSel);
   if (Rl.length === 0 && Cl.length === 0) return;
@@ -58,6 +62,9 @@ export async function structuredUpdate(ctx: GpuContext, p: LayerProblem, rowSel:
     const [X, Y] = await Promise.all([rows, cols]);
     if (X) keep(X);
     if (Y) keep(Y);
+    // All layers' solves run concurrently (pruneModel); after an abort none queues its products, and
+    // none touches p.Wl, which the caller may already have disposed.
+    check('during');
     const out = ctx.empty([nr, nc]);
     ctx.copy(Wl, out);
     if (X) matmul(ctx, Gcols!, X, { out, accumulate: true, alpha: -1 });

@@ -18,6 +18,7 @@ import { countZeros } from '../../kernels/reduce';
 import type { DecoderModel, PrunableLayer } from '../../model/model';
 import { packedCols } from '../../arch/types';
 import { PruneAbortedError, PruneConfigError } from '../options';
+import { QueuePacer } from '../update-elements';
 import { MAX_BLOCK } from './kernels';
 import { disposeCalib, embedCalibration, layerPass, type CalibState } from './layer-io';
 
@@ -123,14 +124,17 @@ export async function runSequential(ctx: GpuContext, model: DecoderModel, calib:
     if (o.signal?.aborted) throw new PruneAbortedError(`${method}: ${what}`);
   };
   check('before the first layer');
+  // One calibration batch (a decoder layer on ≤ 4096 tokens) per group: ≤ 2 batches queued at a check.
+  const pacer = new QueuePacer(ctx, o.signal, 1);
   let st: CalibState | null = null;
   try {
     st = embedCalibration(ctx, model, calib);
     const cs = st;
     for (let l = 0; l < layers; l++) {
       check(`before layer ${l}`);
+      const pace = (what: string) => (b: number, n: number) => pacer.step(() => `${method}: ${what} of layer ${l}, before batch ${b + 1} of ${n}`);
       progress('statistics', l, l / layers);
-      layerPass(ctx, model, cs, l, { onInput: (key, a) => step.accumulate(key, a, cs.N) });
+      await layerPass(ctx, model, cs, l, { onInput: (key, a) => step.accumulate(key, a, cs.N), pace: pace('statistics pass') });
       timer.lap('statistics');
       progress('prune', l, l / layers);
       try {
@@ -140,7 +144,7 @@ export async function runSequential(ctx: GpuContext, model: DecoderModel, calib:
       }
       timer.lap('prune');
       if (l + 1 < layers) {
-        layerPass(ctx, model, cs, l, { advance: true });
+        await layerPass(ctx, model, cs, l, { advance: true, pace: pace('advance pass') });
         timer.lap('advance');
       }
       progress('prune', l, (l + 1) / layers);

@@ -65,13 +65,16 @@ export interface LayerPassOptions {
   onInput?: (inputKey: string, a: Tensor) => void;
   /** Replace the hidden states by the layer's output (otherwise they are left unchanged). */
   advance?: boolean;
+  /** Awaited before each batch is recorded (runSequential: abort check with a bounded GPU queue). */
+  pace?: (batch: number, batches: number) => Promise<void>;
 }
 
 /** Run decoder layer l (the family's block, as forward.ts) on every calibration batch. */
-export function layerPass(ctx: GpuContext, model: DecoderModel, st: CalibState, l: number, opts: LayerPassOptions): void {
+export async function layerPass(ctx: GpuContext, model: DecoderModel, st: CalibState, l: number, opts: LayerPassOptions): Promise<void> {
   const block = blockOf(model);
-  st.hidden.forEach((x, bi) => {
+  for (const [bi, x] of st.hidden.entries()) {
+    await opts.pace?.(bi, st.hidden.length);
     // Intermediates are freed at the layer's end (lateFree): api/memory-peers.ts replays exactly this order.
     block.layer(ctx, model, l, x, st.sizes[bi], st.T, { onInput: opts.onInput, inspect: !opts.advance, lateFree: true });
-  });
+  }
 }

@@ -23,6 +23,7 @@ import { dampInPlace } from '../../kernels/diag';
 import { gramAccumulate, mirrorLower } from '../../kernels/gram';
 import type { DecoderModel, PrunableLayer } from '../../model/model';
 import { PruneAbortedError } from '../options';
+import { QueuePacer } from '../update-elements';
 import { resolvePeer, runSequential, targetCount, type PeerOptions, type PeerReport, type ResolvedPeer } from './common';
 import { blockScores, MAX_BLOCK, obsBlock, prepareDead, reverseSquare, selectSmallest } from './kernels';
 
@@ -47,8 +48,15 @@ export function upperFactorOfInverse(ctx: GpuContext, H: Tensor, percdamp: numbe
   return { U, info };
 }
 
-/** Prune one linear W [R, C] in place given its input Hessian H [C, C] (full symmetric; H is modified). */
-export async function sparsegptLinear(ctx: GpuContext, W: Tensor, H: Tensor, o: ResolvedPeer): Promise<void> {
+// Column blocks per paced group with a signal: a block of 128 columns is ~4 dispatches, so one wait per
+// ~64 dispatches (2 for OPT-125m's fc2, 3072 inputs), beside the per-linear pivot readback.
+const PACE_BLOCKS = 16;
+
+/**
+ * Prune one linear W [R, C] in place given its input Hessian H [C, C] (full symmetric; H is modified).
+ * `pace` is awaited before each column block (sparsegptPrune: abort check, bounded GPU queue).
+ */
+export async function sparsegptLinear(ctx: GpuContext, W: Tensor, H: Tensor, o: ResolvedPeer, pace?: (block: number, blocks: number) => Promise<void>): Promise<void> {
   const [R, C] = W.shape;
   prepareDead(ctx, H, W);
   const { U, info } = upperFactorOfInverse(ctx, H, o.percdamp);
@@ -61,7 +69,9 @@ export async function sparsegptLinear(ctx: GpuContext, W: Tensor, H: Tensor, o: 
       flags = ctx.empty([R * o.blocksize], 'u32');
       owned.push(S, flags);
     }
+    const blocks = Math.ceil(C / o.blocksize);
     for (let c0 = 0; c0 < C; c0 += o.blocksize) {
+      await pace?.(c0 / o.blocksize, blocks);
       const c1 = Math.min(C, c0 + o.blocksize);
       const count = c1 - c0;
       if (o.nm) {
@@ -93,6 +103,7 @@ export async function sparsegptLinear(ctx: GpuContext, W: Tensor, H: Tensor, o: 
 export async function sparsegptPrune(ctx: GpuContext, model: DecoderModel, calib: Int32Array[], opts: PeerOptions): Promise<PeerReport> {
   const o = resolvePeer(model, opts, 'sparsegpt');
   const H = new Map<string, Tensor>();
+  const pacer = new QueuePacer(ctx, opts.signal, PACE_BLOCKS);
   return runSequential(ctx, model, calib, opts, 'sparsegpt', {
     accumulate: (key, a, N) => {
       let h = H.get(key);
@@ -108,7 +119,7 @@ export async function sparsegptPrune(ctx: GpuContext, model: DecoderModel, calib
         const h = ctx.empty(src.shape);
         ctx.copy(src, h);
         try {
-          await sparsegptLinear(ctx, model.weight(`${L.name}.weight`), h, o);
+          await sparsegptLinear(ctx, model.weight(`${L.name}.weight`), h, o, (b, n) => pacer.step(() => `sparsegpt: in layer ${l}, ${L.name} before column block ${b + 1} of ${n}`));
         } finally {
           h.dispose();
         }

@@ -12,6 +12,7 @@ import type { Tensor } from '../../gpu/tensor';
 import { axpy } from '../../kernels/elementwise';
 import { colSums } from '../../kernels/reduce';
 import type { DecoderModel, PrunableLayer } from '../../model/model';
+import { PruneAbortedError } from '../options';
 import { resolvePeer, runSequential, targetCount, type PeerOptions, type PeerReport, type ResolvedPeer } from './common';
 import { blockScores, nmFlags, selectSmallest, zeroFlagged } from './kernels';
 
@@ -41,8 +42,11 @@ export async function wandaPrune(ctx: GpuContext, model: DecoderModel, calib: In
         part.dispose();
       }
     },
-    prune: async (_l: number, linears: PrunableLayer[]) => {
-      for (const L of linears) wandaLinear(ctx, model.weight(`${L.name}.weight`), norms.get(L.inputKey)!, o);
+    prune: async (l: number, linears: PrunableLayer[]) => {
+      for (const L of linears) {
+        if (opts.signal?.aborted) throw new PruneAbortedError(`wanda: in layer ${l} before ${L.name}`);
+        wandaLinear(ctx, model.weight(`${L.name}.weight`), norms.get(L.inputKey)!, o);
+      }
       await ctx.sync();
     },
     release: () => {
