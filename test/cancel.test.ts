@@ -121,6 +121,11 @@ describe('pruneModel: abort on entering each phase', () => {
           return pruneModel(ctx, model, windows(n, T, 100), { ...c.o, signal, onProgress: (p) => { if (p.phase === c.at) enter(); } } as PruneOptions);
         });
         expectAborted(c.label, r, c.where);
+        // Before the first update of the call no weight was written, and the message says so.
+        // (The threshold case is seen at the next check, which may already follow the start of the update.)
+        const changed = c.at === 'kthIndex' ? (r.error as PruneAbortedError).weightsChanged : !['curvature', 'rowColCosts'].includes(c.at);
+        expect((r.error as PruneAbortedError).weightsChanged).toBe(changed);
+        expect((r.error as Error).message).toMatch(changed ? /partially pruned/ : /no weight of the GPU model was changed/);
       } finally {
         model.dispose();
       }
@@ -170,4 +175,12 @@ describe('peer methods on opt-micro: abort on entering each phase', () => {
       expectAborted(c.label, r, c.where);
     });
   }
+  it('an abort before the first layer says that no weight changed', async () => {
+    for (const run of [sparsegptPrune, wandaPrune]) {
+      const e = await run(ctx, model, calib(2, 64), { structure: 'element', sparsity: 0.5, signal: AbortSignal.abort() }).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(PruneAbortedError);
+      expect((e as PruneAbortedError).weightsChanged).toBe(false);
+      expect((e as Error).message).toMatch(/before the first layer; no weight of the GPU model was changed/);
+    }
+  });
 });

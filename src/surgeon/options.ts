@@ -60,8 +60,9 @@ export class PruneConfigError extends SurgeonError {
 /** pruneModel() was cancelled through its AbortSignal. */
 export class PruneAbortedError extends SurgeonError {
   static override readonly name: string = 'PruneAbortedError';
-  constructor(what: string) {
-    super(`pruning aborted ${what}; the GPU model's weights are partially pruned — reload them from the host copy`);
+  /** where: what was running; weightsChanged: whether any weight of the GPU model had been written. */
+  constructor(readonly where: string, readonly weightsChanged = true) {
+    super(`pruning aborted ${where}; ${weightsChanged ? "the GPU model's weights are partially pruned — reload them from the host copy" : "no weight of the GPU model was changed"}`);
   }
 }
 

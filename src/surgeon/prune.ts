@@ -82,7 +82,9 @@ export async function pruneModel(ctx: GpuContext, model: DecoderModel, calib: In
   const report: PruneReport = { shots: [...(opts.priorShots ?? [])], layers: [], byModuleType: {}, achievedSparsity: 0, seconds };
   const signal = opts.signal;
   let shot = 0;
-  const abortCheck = (what: string): void => { if (signal?.aborted) throw new PruneAbortedError(what); };
+  // Whether this call has begun writing weights (the first update): an abort before that leaves them as given.
+  let written = first > 0;
+  const abortCheck = (what: string): void => { if (signal?.aborted) throw new PruneAbortedError(what, written); };
   const progress = (phase: Phase, fraction: number, layer?: string, pass?: { pass: number; passes: number }): void => {
     if (!opts.onProgress) return;
     const done = (shot - 1 - first + fraction) / (T - first), el = now() - start;
@@ -101,12 +103,17 @@ export async function pruneModel(ctx: GpuContext, model: DecoderModel, calib: In
       seconds[p] = (seconds[p] ?? 0) + (t1 - t0);
       t0 = t1;
       abortCheck(`after the ${p} phase of shot ${shot}`);
+      if (p === 'threshold') written = true; // the updates come next
     };
     abortCheck(`before shot ${shot}`);
     const r = await runShot({
       ctx, model, layers, calib, o, shot, st, groups, signal, time,
       kfac: { fisherSamples: opts.fisherSamples, seed: opts.seed, batch: opts.batch, headChunkRows: opts.headChunkRows },
       progress: (phase, fraction, layer, pass) => progress(phase, fraction, layer, pass),
+    }).catch((e: unknown) => {
+      // An abort inside the shot before its first update (curvature, costs) changed no weight.
+      if (e instanceof PruneAbortedError && e.weightsChanged && !written) throw new PruneAbortedError(e.where, false);
+      throw e;
     });
     zeros = r.zeros;
     if (r.rowsCols) rowsCols = r.rowsCols;

@@ -120,10 +120,10 @@ export async function runSequential(ctx: GpuContext, model: DecoderModel, calib:
   const layers = model.config.numLayers;
   const all = model.prunableLayers();
   const progress = (phase: string, layer: number, fraction: number) => o.onProgress?.({ phase, layer, layers, fraction });
-  const check = (what: string) => {
-    if (o.signal?.aborted) throw new PruneAbortedError(`${method}: ${what}`);
+  const check = (what: string, changed = true) => {
+    if (o.signal?.aborted) throw new PruneAbortedError(`${method}: ${what}`, changed);
   };
-  check('before the first layer');
+  check('before the first layer', false);
   // One calibration batch (a decoder layer on ≤ 4096 tokens) per group: ≤ 2 batches queued at a check.
   const pacer = new QueuePacer(ctx, o.signal, 1);
   let st: CalibState | null = null;
