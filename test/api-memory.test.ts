@@ -192,3 +192,13 @@ describe('LoRA phase on opt-micro (GPU)', () => {
     });
   }
 });
+
+describe('memory estimate: magnitude (CPU)', () => {
+  it('names no logits chunk as its largest buffer: magnitude without evaluation or LoRA never runs the LM head', () => {
+    const e = estimatePruneMemory(opt125, { nsamples: 1, seqlen: 2048, method: 'magnitude', structure: 'rows-cols' }, LIM);
+    expect(e.largest.what).not.toMatch(/logits/);
+    expect(e.largest.what).toMatch(/embed_tokens/);
+    const ev = estimatePruneMemory(opt125, { nsamples: 1, seqlen: 2048, method: 'magnitude', structure: 'rows-cols', evaluate: { seqlen: 2048, windows: 4 } }, LIM);
+    expect(ev.phases.evaluate).toBeGreaterThan(0);
+  });
+});
