@@ -25,6 +25,7 @@ export default defineConfig({
         kernels: resolve(import.meta.dirname, 'bench/kernels.ts'),
         model: resolve(import.meta.dirname, 'bench/model.ts'),
         prune: resolve(import.meta.dirname, 'bench/prune.ts'),
+        scale: resolve(import.meta.dirname, 'bench/scale.ts'),
         'prepare-data': resolve(import.meta.dirname, 'bench/prepare-data.ts'),
       },
       external: ['webgpu', /^node:/],
