@@ -107,8 +107,9 @@ describe('opt-micro perplexity on the GPU (FIXTURES.md)', () => {
         rmSync(dir, { recursive: true, force: true });
       }
       expect(await evalCommand(['--model', MODEL])).toBe(2);
-      expect(await evalCommand(['--model', MODEL, '--text', IDS, '--seqlen', '4096'])).toBe(1);
-      expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/ShapeError: perplexity: seqlen 4096 .*2…2048/);
+      // A window longer than the model's positions is bad input, refused before any GPU work (exit 2).
+      expect(await evalCommand(['--model', MODEL, '--text', IDS, '--seqlen', '4096'])).toBe(2);
+      expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/--seqlen 4096 must be in 2…2048 \(max_position_embeddings of this model\)/);
     } finally {
       spy.mockRestore();
       err.mockRestore();
