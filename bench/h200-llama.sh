@@ -9,14 +9,6 @@ START=$(date +%s)
 LIMIT=${1:-560}; JOBS=${2:-bench/jobs/llama-mini.txt}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 source bench/gpu-prep.sh
-mkdir -p /tmp/data-llama && python3 -c "
-import glob, json, lzma, os
-import numpy as np
-for f in glob.glob('.gpu/data-llama/*.i32.xz'):
-    n = os.path.basename(f)[:-7]
-    open('/tmp/data-llama/%s.i32' % n, 'wb').write(lzma.open(f).read())
-    json.dump(np.fromfile('/tmp/data-llama/%s.i32' % n, dtype='<i4').tolist(), open('/tmp/data-llama/%s.json' % n, 'w'))
-"
 export PYTHONUNBUFFERED=1
 if [ -z "$SKIP_CHECKS" ]; then
   [ -n "$SKIP_MODEL" ] || node dist-node/model.mjs --set llama --models /tmp/models --data /tmp/data-llama --torch --out "$OUT/h200-llama-model.json" 2>&1 | tail -n 40

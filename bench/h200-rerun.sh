@@ -4,14 +4,6 @@
 # export (structured 30%) loaded by transformers (bench/verify_export.py). .gpu/models: opt-mini, llama-micro.
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 source bench/gpu-prep.sh
-mkdir -p /tmp/data-llama && python3 -c "
-import glob, json, lzma, os
-import numpy as np
-for f in glob.glob('.gpu/data-llama/*.i32.xz'):
-    n = os.path.basename(f)[:-7]
-    open('/tmp/data-llama/%s.i32' % n, 'wb').write(lzma.open(f).read())
-    json.dump(np.fromfile('/tmp/data-llama/%s.i32' % n, dtype='<i4').tolist(), open('/tmp/data-llama/%s.json' % n, 'w'))
-"
 node dist-node/prune.mjs --model /tmp/models/opt-mini --data /tmp/data --batch 16 --structure rows-cols --sparsity 0.5 --out "$OUT/h200-opt-mini-rc50-rerun.json" 2>&1 | tail -n 4
 node dist-node/cli.mjs prune --model /tmp/models/llama-micro --calib /tmp/data-llama/calib.json --eval /tmp/data-llama/test.json \
   --structure rows-cols --sparsity 0.3 --shots 8 --nsamples 32 --seqlen 2048 --out /tmp/exp30 2>&1 | tail -n 4

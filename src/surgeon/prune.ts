@@ -109,7 +109,7 @@ export async function pruneModel(ctx: GpuContext, model: DecoderModel, calib: In
     const r = await runShot({
       ctx, model, layers, calib, o, shot, st, groups, signal, time,
       kfac: { fisherSamples: opts.fisherSamples, seed: opts.seed, batch: opts.batch, headChunkRows: opts.headChunkRows },
-      progress: (phase, fraction, layer, pass) => progress(phase, fraction, layer, pass),
+      progress,
     }).catch((e: unknown) => {
       // An abort inside the shot before its first update (curvature, costs) changed no weight.
       if (e instanceof PruneAbortedError && e.weightsChanged && !written) throw new PruneAbortedError(e.where, false);

@@ -112,16 +112,25 @@ async function applyStructured(s: ShotInput, probs: LayerProblem[], sels: Array<
   });
 }
 
-/** element / N:M masks of some layers from their costs and τ (the caller owns the returned tensors). */
-function elementMasks(s: ShotInput, probs: readonly LayerProblem[], costs: Tensor[], tau: Tensor, owned: Tensor[]): Tensor[] {
+/** Fraction of the selection's entries to take: s_t, or s_t·m/n of the N:M groups (2:4 → 2·s exactly, as in the reference). */
+const selectionFraction = (o: Resolved, st: number): number => (o.nm ? st * (o.nm.m / o.nm.n) : st);
+
+/**
+ * What the k-th selection runs over — the element costs, or with N:M the group costs (their tensors go
+ * to `owned`) — with the fraction to select and the masks a τ gives.
+ */
+function selection(s: ShotInput, probs: readonly LayerProblem[], costs: Tensor[], owned: Tensor[]): { sel: Tensor[]; frac: number; masks: (tau: Tensor) => Tensor[] } {
   const { ctx, o } = s;
-  if (!o.nm) return costs.map((c) => maskLessEqual(ctx, c, tau));
+  const frac = selectionFraction(o, s.st);
+  if (!o.nm) return { sel: costs, frac, masks: (tau) => costs.map((c) => maskLessEqual(ctx, c, tau)) };
   const { n, m } = o.nm;
-  return costs.map((c, l) => {
-    const g = groupCosts(ctx, c, n, m, probs[l].L.C);
-    owned.push(g.gcost, g.pick);
-    return groupMask(ctx, g.gcost, g.pick, tau, probs[l].C1, m);
-  });
+  const groups = costs.map((c, l) => groupCosts(ctx, c, n, m, probs[l].L.C));
+  for (const g of groups) owned.push(g.gcost, g.pick);
+  return {
+    sel: groups.map((g) => g.gcost),
+    frac,
+    masks: (tau) => groups.map((g, l) => groupMask(ctx, g.gcost, g.pick, tau, probs[l].C1, m)),
+  };
 }
 
 /** element / N:M update of some layers from their masks, masked entries zeroed exactly. */
@@ -182,32 +191,15 @@ async function shotAllAtOnce(s: ShotInput): Promise<ShotResult> {
       const costs = elementCosts(ctx, probs, o.method);
       owned.push(...costs);
       s.time('costs');
-      let sel: Tensor[] = costs, frac = s.st;
-      if (o.nm) {
-        const { n, m } = o.nm;
-        const groups = costs.map((c, l) => groupCosts(ctx, c, n, m, probs[l].L.C));
-        for (const g of groups) owned.push(g.gcost, g.pick);
-        sel = groups.map((g) => g.gcost);
-        frac = s.st * (m / n); // target fraction of groups: s·m/n (2:4 → 2·s exactly, as in the reference)
-        const k = kthIndex(frac, sel.reduce((a, c) => a + c.size, 0));
-        if (k >= 0) {
-          const tau = kthSmallestTensor(ctx, sel, k);
-          owned.push(tau);
-          const masks = groups.map((g, l) => groupMask(ctx, g.gcost, g.pick, tau, probs[l].C1, m));
-          owned.push(...masks);
-          s.time('threshold');
-          await applyElements(s, probs, masks, owned, 0, probs.length);
-        }
-      } else {
-        const k = kthIndex(frac, sel.reduce((a, c) => a + c.size, 0));
-        if (k >= 0) {
-          const tau = kthSmallestTensor(ctx, sel, k);
-          owned.push(tau);
-          const masks = elementMasks(s, probs, costs, tau, owned);
-          owned.push(...masks);
-          s.time('threshold');
-          await applyElements(s, probs, masks, owned, 0, probs.length);
-        }
+      const { sel, frac, masks: masksOf } = selection(s, probs, costs, owned);
+      const k = kthIndex(frac, sel.reduce((a, c) => a + c.size, 0));
+      if (k >= 0) {
+        const tau = kthSmallestTensor(ctx, sel, k);
+        owned.push(tau);
+        const masks = masksOf(tau);
+        owned.push(...masks);
+        s.time('threshold');
+        await applyElements(s, probs, masks, owned, 0, probs.length);
       }
     }
     const zeros = await writeBack(s, probs);
@@ -243,7 +235,7 @@ async function shotInGroups(s: ShotInput): Promise<ShotResult> {
         const costs = elementCosts(ctx, probs, o.method);
         const owned: Tensor[] = [...costs];
         try {
-          const sel = o.nm ? costs.map((c, l) => { const gc = groupCosts(ctx, c, o.nm!.n, o.nm!.m, probs[l].L.C); owned.push(gc.gcost, gc.pick); return gc.gcost; }) : costs;
+          const { sel } = selection(s, probs, costs, owned);
           const host = await Promise.all(sel.map((t) => ctx.readF32(t)));
           probs.forEach((p, l) => { selCosts[index.get(p.L)!] = host[l]; });
         } finally {
@@ -265,8 +257,7 @@ async function shotInGroups(s: ShotInput): Promise<ShotResult> {
     const t = structuredThreshold(rowCol, s.st).tau;
     sels = rowCol.map((c) => ({ row: Uint8Array.from(c.row, (v) => (v <= t ? 1 : 0)), col: Uint8Array.from(c.col, (v) => (v <= t ? 1 : 0)) }));
   } else {
-    const frac = o.nm ? s.st * (o.nm.m / o.nm.n) : s.st;
-    const k = kthIndex(frac, selCosts.reduce((a, c) => a + c.length, 0));
+    const k = kthIndex(selectionFraction(o, s.st), selCosts.reduce((a, c) => a + c.length, 0));
     if (k >= 0) tau = kthSmallestHost(selCosts, k);
   }
   selCosts.fill(new Float32Array(0)); // the host costs are not needed past τ
@@ -291,7 +282,7 @@ async function shotInGroups(s: ShotInput): Promise<ShotResult> {
         owned.push(...costs);
         const tauT = ctx.upload(Float32Array.of(tau!));
         owned.push(tauT);
-        const masks = elementMasks(s, probs, costs, tauT, owned);
+        const masks = selection(s, probs, costs, owned).masks(tauT);
         owned.push(...masks);
         await applyElements(s, probs, masks, owned, done, layers.length);
       }
