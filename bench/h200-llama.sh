@@ -4,7 +4,7 @@
 # dense perplexity and K-FAC factors vs transformers (bench/model.ts --set llama --torch), an export of
 # llama-mini structured 30% checked with transformers (bench/verify_export.py), then the job list
 # bench/jobs/llama-mini.txt until LIMIT seconds after the start. Everything lands in $OUT.
-#   bash bench/h200-llama.sh [LIMIT] [JOBS]
+#   [PARALLEL=P] [SKIP_MODEL=1] [SKIP_CHECKS=1] bash bench/h200-llama.sh [LIMIT] [JOBS]
 START=$(date +%s)
 LIMIT=${1:-560}; JOBS=${2:-bench/jobs/llama-mini.txt}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -16,7 +16,7 @@ if [ -z "$SKIP_CHECKS" ]; then
     --structure rows-cols --sparsity 0.3 --shots 8 --nsamples 32 --seqlen 4096 --batch 8 --out /tmp/exp30 2>&1 | tail -n 8
   python3 bench/verify_export.py --folder /tmp/exp30 --text /tmp/data-llama/test.json --dense /tmp/models/llama-mini --json "$OUT/h200-llama-export-verify.json" | tail -n 25
 fi
-python3 bench/prune_queue.py --deadline $((START + LIMIT - $(date +%s))) --jobs "$JOBS" --outdir /tmp/runs --est 80
+python3 bench/prune_queue.py --deadline $((START + LIMIT - $(date +%s))) --jobs "$JOBS" --outdir /tmp/runs --est 80 ${PARALLEL:+--parallel $PARALLEL}
 grep -h "ppl " /tmp/runs/*.log
 python3 -c "
 import glob, json, os
