@@ -11,4 +11,5 @@ export * from './io/index';
 export { DecoderModel, OptModel, PRUNABLE_SUFFIXES, forwardBatch, releaseForward, backwardBatch, accumulateKfac, perplexity, generate, uploadBatch } from './model/index';
 export type { PrunableLayer, ForwardOptions, ForwardResult, SavedLayer, BackwardOptions, LinearGrad, KfacOptions, KfacResult, PerplexityOptions, PerplexityResult, GenerateOptions as ModelGenerateOptions } from './model/index';
 export * from './surgeon/index';
+export * from './compact/index';
 export { pruneModel as pruneModelOnGpu, type PruneRunOptions } from './surgeon/prune';

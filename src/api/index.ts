@@ -9,5 +9,5 @@ export { CheckpointMismatchError, CheckpointStoreError, deleteCheckpoint, type C
 export { autoKfacBatch, estimatePruneMemory, checkPruneMemory, deviceLimits, type MemoryEstimate, type MemorySettings, type DeviceLimits } from './memory';
 export { estimatePeerMemory, checkPeerMemory, type PeerMemoryEstimate, type PeerMethod } from './memory-peers';
 export { cachedFetch, cachedFiles, MODEL_CACHE } from './cache';
-export { exportZip, modelFolder } from './export';
+export { exportZip, modelFolder, type FolderOptions } from './export';
 export type * from './types';

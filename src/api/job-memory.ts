@@ -1,6 +1,6 @@
 /**
- * The memory check of a prune job, shared by runPruneJob (job.ts) and `llm-surgeon prune`
- * (cli/prune-plan.ts): the settings the run will use → the estimate of memory.ts (surgeon, kobd, lobd,
+ * The memory check of a prune job (planJob in job-prepare.ts, which prune(), the worker and
+ * `llm-surgeon prune` all run): the settings the run will use → the estimate of memory.ts (surgeon, kobd, lobd,
  * magnitude) or memory-peers.ts (sparsegpt, wanda), and their early refusal (LimitExceededError naming the
  * limit and what would fit), before any GPU work. Nothing here is family-specific: both estimates read the
  * config's family (its linears, its block's allocation walk).

@@ -358,7 +358,8 @@ export function loraPassBytes(c: ModelConfig, lim: DeviceLimits, B: number, T: n
 /**
  * OPT keeps the hand-kept bounds of its passes that its estimates have always used (byte-identical
  * across the architecture refactor; each is ≥ the walk's replay, test/api-memory-llama.test.ts); other
- * families are replayed from their walk.
+ * families are replayed from their walk. A compact OPT (per-layer widths, compact_layers) keeps these
+ * bounds at the global maxima ffn_dim / num_attention_heads: an over-estimate, never an under-one.
  */
 const handKept = (c: ModelConfig): boolean => c.family === 'opt';
 

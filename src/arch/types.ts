@@ -34,7 +34,25 @@ export interface BaseConfig {
   eosTokenId: number | null;
   /** Every end-of-sequence id (Llama 3 lists several). */
   eosTokenIds: number[];
+  /**
+   * A compact (physically pruned) model's own dims per decoder layer, from config.json's
+   * `compact_layers` (arch/parse.ts compactLayers); absent for a model whose layers all have the
+   * global ffnDim / numHeads / numKvHeads, which then stay the maxima. Read through layerDims().
+   */
+  layers?: LayerDims[];
   raw: Record<string, unknown>;
+}
+
+/** One decoder layer's widths (ALGORITHM.md §12: head_dim and the residual width never change). */
+export interface LayerDims {
+  ffnDim: number;
+  numHeads: number;
+  numKvHeads: number;
+}
+
+/** Layer l's widths: its compact_layers entry, else the config's global ones. */
+export function layerDims(cfg: BaseConfig, l: number): LayerDims {
+  return cfg.layers?.[l] ?? { ffnDim: cfg.ffnDim, numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads };
 }
 
 export interface OptConfig extends BaseConfig {
@@ -120,7 +138,10 @@ export interface FamilySpec<C extends ModelConfig = ModelConfig> {
   /** Module labels of one layer's prunable linears, in order (chart columns, report keys). */
   moduleTypes: readonly string[];
   prunableLayers(cfg: C): PrunableLayer[];
-  units(cfg: C): UnitRule[];
+  /** Units of decoder layer `layer` (its own widths on a compact model). */
+  units(cfg: C, layer: number): UnitRule[];
+  /** Tensor-name prefix of decoder layer l ("model.layers.3."); UnitRule suffixes are relative to it. */
+  layerPrefix(l: number): string;
   /** Names (no ".weight") of the linears LoRA adapts for `targets`. */
   loraTargets(cfg: C, targets: LoraTargets): string[];
   /** One-line description for logs ("OPT 4 layers, d=256, ffn=1024"). */

@@ -18,7 +18,7 @@ export function fmtSeconds(s: number): string {
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 
-/** One progress event: pruneModel's PruneProgress, or a peer's mapped onto one "shot". */
+/** One progress line: a job progress event of the pruning step (prune-job.ts progressLine; a peer is one "shot"). */
 export interface ProgressLine { phase: string; shot: number; shots: number; layer?: string; fraction: number; etaSeconds?: number; pass?: number; passes?: number }
 
 /** A logger to stderr with elapsed time, and a throttled printer for progress events. */

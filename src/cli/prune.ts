@@ -1,36 +1,36 @@
 /**
- * `llm-surgeon prune`: prune a checkpoint of any supported family (arch/registry.ts) on the GPU (pruneModel, ALGORITHM.md §2–§7) and write a
+ * `llm-surgeon prune`: prune a checkpoint of any supported family (arch/registry.ts) on the GPU and write a
  * Hugging Face folder (config.json, model.safetensors, tokenizer files) plus report.json.
  *
- * Flow: check arguments and --out (nothing is loaded before the command line is valid) → load the
- * checkpoint (read only) → tokenise --calib, draw the seeded calibration windows → validate the prune
- * options against the model's config, pick the K-FAC batch, check the estimated peak GPU memory against
- * the device's limits (LimitExceededError, exit 1, before any upload) → upload → dense perplexity (--eval)
- * → prune → read back, round to --dtype, count zeros on the values as exported → perplexity of the
- * exported values → write folder + report.json into a staging folder beside --out, moved into place at the end.
+ * The pruning itself is the job prune() and the worker run (api/job.ts); the CLI adds files and flags:
+ * check arguments and --out (nothing is loaded before the command line is valid) → load the checkpoint
+ * (read only) → read --calib / --eval into token ids (a .json file of ids, or text joined like WikiText
+ * rows) → prepareJob: calibration windows and options checked (exit 2, before the GPU) → runPreparedJob:
+ * plan (K-FAC batch, estimated peak, memory plan; LimitExceededError, exit 1, before any upload) →
+ * upload → dense perplexity → prune; its stages become the log lines → round to --dtype, count zeros on
+ * the values as exported → perplexity of the exported values (the job's GPU copy) → write folder +
+ * report.json into a staging folder beside --out, moved into place at the end.
  * Exit codes: 0 ok, 1 runtime error (class and message on stderr), 2 bad arguments, 130 interrupted
  * (SIGINT or SIGTERM; --out is left as it was).
  */
 
+import { isPeerMethod, runPreparedJob, textTokenizer, type JobPlan, type JobStage } from '../api/job';
+import { mib } from '../api/memory';
 import { describePlan } from '../api/plan';
+import type { ProgressEvent } from '../api/types';
 import { version } from '../../package.json';
 import { familySpec } from '../arch/registry';
 import { GpuContext } from '../gpu/context';
 import { loadCheckpoint } from '../io/checkpoint';
-import { DatasetError } from '../io/errors';
 import { checkExportRange, configDType, DTYPE_MAX, exportHfFolder, findOverflow, roundTo, TOKENIZER_FILES, type ExportDType } from '../io/export';
 import { openSource } from '../io/sources';
-import { loadTokenizer } from '../io/tokenizer';
-import { calibrationWindows } from '../io/wikitext';
 import { perplexity } from '../model/eval';
-import { DecoderModel } from '../model/model';
-import { deviceLimits, mib } from '../api/memory';
 import { PruneAbortedError, PruneConfigError } from '../surgeon/options';
 import { describeError, readIds, UsageError } from './args';
 import { checkCalibrationBudget, evalWindowCount, finitePerplexity, interruptedMessage, testPauseBeforeCommit, type RunStage } from './checks';
 import { parsePruneArgs, prepareOut, PRUNE_USAGE, type PruneArgs } from './prune-args';
-import { planPrune } from './prune-plan';
-import { allocation, countLayerZeros, makeLog, type ProgressLine } from './prune-report';
+import { jobNm, jobOptions, jobSummary, prepareCliJob, progressLine, reportOptions, type CliInputs } from './prune-job';
+import { allocation, countLayerZeros, makeLog } from './prune-report';
 
 const now = () => performance.now();
 
@@ -110,37 +110,32 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   }
   lap('load');
 
-  let tok: Promise<(text: string) => number[]> | undefined;
-  const encoder = () => (tok ??= (async () => {
+  // ---- token ids from the files (text through the job's tokenizer), then the job's own checks ----
+  const encoder = async () => {
     if (!ckpt.tokenizerJson) throw new UsageError(`${a.model} has no tokenizer.json; pass .json files of token ids to --calib/--eval`);
-    const tk = await loadTokenizer(ckpt.tokenizerJson, ckpt.tokenizerConfig);
+    const tk = await textTokenizer(ckpt);
     return (text: string) => tk.encode(text);
-  })());
+  };
   const warn = (msg: string) => process.stderr.write(`llm-surgeon prune: warning: ${msg}\n`);
-  let calib: Int32Array[] = [];
-  let calibTokens = 0;
-  if (a.calib) {
-    const { ids } = await readIds('--calib', a.calib, encoder, a.raw, cfg.vocabSize, warn);
-    calibTokens = ids.length;
-    try {
-      calib = calibrationWindows(ids, a.nsamples, seqlen, a.seed);
-    } catch (e) {
-      if (e instanceof DatasetError) throw new UsageError(`--calib ${a.calib}: ${e.message} (--seqlen ${seqlen})`);
-      throw e;
-    }
-    log(`calibration: ${a.nsamples} windows × ${seqlen} tokens from ${ids.length} tokens (seed ${a.seed})`);
-  }
-  let evalIds: Int32Array | undefined;
-  let evalWindows = 0;
+  const calib = a.calib ? (await readIds('--calib', a.calib, encoder, a.raw, cfg.vocabSize, warn)).ids : undefined;
+  let evaluate: CliInputs['evaluate'];
   if (a.eval) {
     const r = await readIds('--eval', a.eval, encoder, a.raw, cfg.vocabSize, warn);
-    evalIds = r.ids;
-    const input = { flag: '--eval', file: a.eval, tokens: evalIds.length, empty: r.empty, seqlenFlag: '--eval-seqlen', windowsFlag: '--eval-windows' };
-    evalWindows = evalWindowCount(input, evalSeqlen, a.evalWindows);
+    const input = { flag: '--eval', file: a.eval, tokens: r.ids.length, empty: r.empty, seqlenFlag: '--eval-seqlen', windowsFlag: '--eval-windows' };
+    evaluate = { ids: r.ids, seqlen: evalSeqlen, windows: evalWindowCount(input, evalSeqlen, a.evalWindows) };
   }
+  const peer = isPeerMethod(a.method);
+  const onProgress = (e: ProgressEvent) => {
+    const p = progressLine(e, peer);
+    if (!p) return;
+    if (p.phase === 'update' || p.phase === 'prune') stage.layersChanged = true; // the first phases that write weights
+    progress(p);
+  };
+  const job = await prepareCliJob(a, ckpt, jobOptions(a, { calib, seqlen, evaluate }, signal, onProgress));
+  if (a.calib) log(`calibration: ${a.nsamples} windows × ${seqlen} tokens from ${job.calibTokens} tokens (seed ${a.seed})`);
   lap('tokenize');
 
-  // ---- GPU ----
+  // ---- GPU: the job plans (refusing before the upload: LimitExceededError, exit 1), uploads, measures, prunes ----
   let largest = 0;
   for (const w of ckpt.tensors.values()) largest = Math.max(largest, w.length * 4);
   let ctx = given;
@@ -150,58 +145,58 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   }
   const info = ctx.gpu.info;
   log(`GPU ${info.vendor} ${info.device || info.description}${info.isFallbackAdapter ? ' (fallback adapter)' : ''}`);
-  // Options, K-FAC batch and the estimated peak checked before the model is uploaded (LimitExceededError: exit 1).
-  const tracked = (p: ProgressLine) => {
-    if (p.phase === 'update' || p.phase === 'prune') stage.layersChanged = true; // the first phases that write weights
-    progress(p);
-  };
-  const prune = planPrune(a, cfg, calib, seqlen, evalIds ? { ids: evalIds, seqlen: evalSeqlen, windows: evalWindows } : undefined, tracked, signal, deviceLimits(ctx));
-  if (prune.autoBatch !== undefined) {
-    log(`K-FAC batch: ${prune.autoBatch.batch} window(s) per forward/backward (the most ≤ 16 within ${mib(prune.autoBatch.budget)} or the job's own estimated peak; --batch to set)`);
-  }
-  log(`estimated peak GPU memory ${mib(prune.memory.peak)} (weights ${mib(prune.memory.weights)}; largest buffer ${mib(prune.memory.largest.bytes)}: ${prune.memory.largest.what})${a.memoryBudget ? ` within --memory-budget ${mib(a.memoryBudget)}` : ''}`);
-  if (prune.memoryPlan) log(`memory plan: ${describePlan(prune.memoryPlan)}`);
   const inUse = ctx.pool.bytesInUse;
-  ctx.pool.peakBytesInUse = inUse;
-  const model = await DecoderModel.fromCheckpoint(ctx, ckpt);
-  const layers = model.prunableLayers();
-  lap('upload');
-
+  let plan: JobPlan | undefined;
   let dense: number | undefined;
-  if (evalIds) {
-    dense = finitePerplexity((await perplexity(ctx, model, evalIds, { seqlen: evalSeqlen, windows: evalWindows, signal })).ppl, 'dense');
-    log(`dense perplexity ${dense.toFixed(5)} (${evalWindows} windows of ${evalSeqlen})`);
-    lap('evalDense');
-  }
-
-  // ---- prune ----
-  log(`pruning: ${prune.summary}`);
-  const rep = await prune.run(ctx, model);
-  lap('prune');
-  log(`pruned: achieved sparsity ${rep.achievedSparsity.toFixed(6)} in ${sec.prune.toFixed(1)} s`);
-
-  // ---- export values (rounded to --dtype), zeros and perplexity of what is written ----
-  const weights = await model.exportWeights();
-  let changed = false;
-  if (dtype !== 'float32') {
-    checkExportRange(weights, dtype); // rounding would turn these into ±Inf
-    for (const [name, w] of weights) {
-      const r = roundTo(w, dtype);
-      if (!changed && r.some((v, i) => v !== w[i])) changed = true;
-      weights.set(name, r);
+  const onStage = (s: JobStage) => {
+    switch (s.stage) {
+      case 'planned': {
+        plan = s.plan;
+        const m = plan.estimate;
+        if (plan.autoBatch) {
+          log(`K-FAC batch: ${plan.autoBatch.batch} window(s) per forward/backward (the most ≤ 16 within ${mib(plan.autoBatch.budget)} or the job's own estimated peak; --batch to set)`);
+        }
+        log(`estimated peak GPU memory ${mib(m.peak)} (weights ${mib(m.weights)}; largest buffer ${mib(m.largest.bytes)}: ${m.largest.what})${a.memoryBudget ? ` within --memory-budget ${mib(a.memoryBudget)}` : ''}`);
+        if (plan.plan) log(`memory plan: ${describePlan(plan.plan)}`);
+        return;
+      }
+      case 'uploaded': return lap('upload');
+      case 'dense':
+        dense = finitePerplexity(s.perplexity, 'dense');
+        log(`dense perplexity ${dense.toFixed(5)} (${evaluate!.windows} windows of ${evalSeqlen})`);
+        return lap('evalDense');
+      case 'pruning': return log(`pruning: ${jobSummary(a, job)}`);
+      case 'pruned':
+        lap('prune');
+        return log(`pruned: achieved sparsity ${s.achievedSparsity.toFixed(6)} in ${sec.prune.toFixed(1)} s`);
     }
+  };
+  const { model: result, report: rep, gpu } = await runPreparedJob(ctx, job, { keepGpu: true, onStage });
+  const model = gpu!;
+  let weights: Map<string, Float32Array>, alloc: ReturnType<typeof allocation>, pruned: number | undefined;
+  try {
+    // ---- export values (rounded to --dtype), zeros and perplexity of what is written ----
+    weights = result.tensors;
+    let changed = false;
+    if (dtype !== 'float32') {
+      checkExportRange(weights, dtype); // rounding would turn these into ±Inf
+      for (const [name, w] of weights) {
+        const r = roundTo(w, dtype);
+        if (!changed && r.some((v, i) => v !== w[i])) changed = true;
+        weights.set(name, r);
+      }
+    }
+    alloc = allocation(countLayerZeros(weights, model.prunableLayers(), jobNm(job)), rep.layers);
+    lap('readback');
+    if (evaluate) {
+      if (changed) for (const [name, w] of weights) model.setWeight(name, w);
+      pruned = finitePerplexity((await perplexity(ctx, model, evaluate.ids, { seqlen: evalSeqlen, windows: evaluate.windows, signal })).ppl, `pruned (${dtype})`);
+      log(`pruned perplexity ${pruned.toFixed(5)} (weights as exported, ${dtype})`);
+      lap('evalPruned');
+    }
+  } finally {
+    model.dispose();
   }
-  const counts = countLayerZeros(weights, layers, prune.nm);
-  const alloc = allocation(counts, rep.layers);
-  lap('readback');
-  let pruned: number | undefined;
-  if (evalIds) {
-    if (changed) for (const [name, w] of weights) model.setWeight(name, w);
-    pruned = finitePerplexity((await perplexity(ctx, model, evalIds, { seqlen: evalSeqlen, windows: evalWindows, signal })).ppl, `pruned (${dtype})`);
-    log(`pruned perplexity ${pruned.toFixed(5)} (weights as exported, ${dtype})`);
-    lap('evalPruned');
-  }
-  model.dispose();
   const measuredPeak = ctx.pool.peakBytesInUse - inUse;
   signal.throwIfAborted();
 
@@ -221,8 +216,8 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
       numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, ffnDim: cfg.ffnDim,
       moduleTypes: [...familySpec(cfg).moduleTypes],
     },
-    options: prune.options,
-    calibration: a.calib ? { file: a.calib, tokens: calibTokens, nsamples: a.nsamples, seqlen, seed: a.seed } : null,
+    options: reportOptions(a, job, plan!),
+    calibration: a.calib ? { file: a.calib, tokens: job.calibTokens, nsamples: a.nsamples, seqlen, seed: a.seed } : null,
     adapter: { ...info, limits: { maxStorageBufferBindingSize: ctx.limits.maxStorageBufferBindingSize, maxBufferSize: ctx.limits.maxBufferSize } },
     // Official convention (ALGORITHM.md §1): zeros / parameters of every pruned linear's W' (the bias
     // column included where the layer has one), counted on the weights as written to model.safetensors.
@@ -233,14 +228,14 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
     layers: alloc.layers,
     byModuleType: alloc.byModuleType,
     byDecoderLayer: alloc.byDecoderLayer,
-    shots: rep.shots ?? null,
+    shots: peer ? null : rep.shots, // the peers run one pass, no shots
     ...(rep.weightSparsity !== undefined ? { weightSparsity: rep.weightSparsity } : {}),
-    perplexity: evalIds ? {
-      file: a.eval, seqlen: evalSeqlen, windows: evalWindows, dense, pruned,
+    perplexity: evaluate ? {
+      file: a.eval, seqlen: evalSeqlen, windows: evaluate.windows, dense, pruned,
       note: `dense: source weights; pruned: the weights as exported (${dtype})${a.evalEveryShot ? '; per-shot values in shots[] use the float32 GPU weights' : ''}`,
     } : null,
     // GPU pool bytes of this run (weights included; what was in use before the upload excluded)
-    memory: { estimatedPeakBytes: prune.memory.peak, measuredPeakBytes: measuredPeak, budgetBytes: a.memoryBudget ?? null, plan: prune.memoryPlan ?? null },
+    memory: { estimatedPeakBytes: plan!.estimate.peak, measuredPeakBytes: measuredPeak, budgetBytes: a.memoryBudget ?? null, plan: plan!.plan ?? null },
     seconds: { ...sec, phases: rep.seconds },
     export: { dir: a.out, dtype, files: Object.fromEntries(Object.entries(folder.files).map(([k, v]) => [k, v.length])) },
   };

@@ -9,7 +9,8 @@
  * Extras policy: tolerated unexpected tensors are "lm_head.weight" when tie_word_embeddings is true
  * (it duplicates embed_tokens by definition; its shape is still checked, its values are dropped) and the
  * family's derived buffers (FamilySpec.ignoredTensor: Llama's saved rotary_emb.inv_freq, recomputed from
- * the config). Any other unknown tensor is CheckpointFormatError('extra'): silently ignoring weights
+ * the config). A compact folder (config.json with compact_layers, src/compact) needs nothing extra: the
+ * family's tensors(config) already gives each layer's own shapes. Any other unknown tensor is CheckpointFormatError('extra'): silently ignoring weights
  * would hide a config/checkpoint mismatch.
  */
 

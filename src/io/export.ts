@@ -11,10 +11,15 @@
  * would not load is never written. Rounding to float16/bfloat16 is round-to-nearest-even; exact zeros stay
  * exact zeros. Values that overflow the target dtype (|x| ≥ 65520 for float16, which rounds to Inf) and
  * non-finite values are rejected: a folder our own loader would refuse is never written.
+ * With `compact: true` the dead units of a structured result are removed first (src/compact): the
+ * safetensors hold the real smaller shapes and config.json gains `compact_layers` (per-layer widths;
+ * the global ffn_dim / intermediate_size / num_attention_heads stay as the maxima), which this
+ * library's loadModel and bench/compact_loader.py read (stock transformers does not).
  * stageFolder: a folder written beside its target and moved into place at the end, so an interrupted
  * export leaves the target as it was.
  */
 
+import { compactModel } from '../compact/apply';
 import { expectedTensors, parseModelConfig } from './config';
 import { decodeToF32, encodeFromF32, type FloatDType } from './dtype';
 import { CheckpointFormatError, NonFiniteWeightsError } from './errors';
@@ -36,12 +41,24 @@ export interface ExportOptions {
   extraFiles?: Record<string, Uint8Array>;
   /** Extra safetensors __metadata__ entries (strings). */
   metadata?: Record<string, string>;
+  /** Remove dead FFN neurons and attention heads physically (compact export, src/compact). */
+  compact?: boolean;
+}
+
+/** What a compact export removed. */
+export interface CompactionSummary {
+  /** Parameters of every tensor before and after. */
+  params: { before: number; after: number };
+  /** Per decoder layer: FFN width, query heads, kv heads after compaction. */
+  layers: Array<{ ffnDim: number; numHeads: number; numKvHeads: number }>;
 }
 
 export interface ExportedFolder {
   /** file name → bytes, as written (or to be written). */
   files: Record<string, Uint8Array>;
   dtype: ExportDType;
+  /** With `compact`: what was removed. */
+  compaction?: CompactionSummary;
 }
 
 /** The dtype a config.json declares (dtype or torch_dtype), if it is one we write. */
@@ -59,6 +76,11 @@ export function roundTo(data: Float32Array, dtype: ExportDType): Float32Array {
 
 /** Build the folder's files in memory. Throws CheckpointFormatError when `weights` do not fit the config. */
 export function buildHfFolder(configRaw: Record<string, unknown>, weights: Map<string, Float32Array>, opts: ExportOptions = {}): ExportedFolder {
+  if (opts.compact) {
+    const c = compactModel(parseModelConfig(configRaw), weights);
+    const folder = buildHfFolder(c.raw, c.tensors, { ...opts, compact: false });
+    return { ...folder, compaction: { params: c.params, layers: c.plan.layers.map((l) => ({ ...l.dims })) } };
+  }
   const cfg = parseModelConfig(configRaw);
   const dtype = opts.dtype ?? configDType(configRaw) ?? 'float32';
   if (!EXPORT_DTYPES.includes(dtype)) throw new CheckpointFormatError('dtype', `cannot export as ${String(dtype)} (${EXPORT_DTYPES.join(', ')})`);

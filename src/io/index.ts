@@ -8,4 +8,4 @@ export { loadCheckpoint, assertFiniteWeights, type LoadedCheckpoint, type LoadOp
 export * from './tokenizer';
 export * from './wikitext';
 export { checkTokenIds, parseTokenIdsJson } from './ids';
-export { buildHfFolder, exportHfFolder, checkExportRange, findOverflow, stageFolder, configDType, roundTo, DTYPE_MAX, EXPORT_DTYPES, TOKENIZER_FILES, type ExportDType, type ExportOptions, type ExportedFolder, type Overflow, type StagedFolder } from './export';
+export { buildHfFolder, exportHfFolder, checkExportRange, findOverflow, stageFolder, configDType, roundTo, DTYPE_MAX, EXPORT_DTYPES, TOKENIZER_FILES, type ExportDType, type ExportOptions, type ExportedFolder, type CompactionSummary, type Overflow, type StagedFolder } from './export';

@@ -18,7 +18,7 @@ import { matmul } from '../../kernels/matmul';
 import { rmsNorm, rmsNormBackward } from '../../kernels/rmsnorm';
 import { rope, ropeInvFreq, ropeTables } from '../../kernels/rope';
 import { swiglu, swigluBackward } from '../../kernels/swiglu';
-import type { LlamaConfig } from '../types';
+import { layerDims, type LlamaConfig } from '../types';
 import type { DecoderBlock, SavedTensors } from '../../model/blocks';
 import type { DecoderModel } from '../../model/model';
 
@@ -46,6 +46,7 @@ export const llamaBlock: DecoderBlock = {
 
   layer(ctx, model, l, x, B, T, o) {
     const c = cfgOf(model), w = (n: string) => model.weight(n);
+    const { numHeads, numKvHeads } = layerDims(c, l); // the layer's own head counts (compact models)
     const p = `${P}layers.${l}.`;
     const save = !!o.save, keep = save && !!o.keepInputs;
     const late: Tensor[] = [];
@@ -58,9 +59,9 @@ export const llamaBlock: DecoderBlock = {
     const k = lin(n1.y, 'self_attn.k_proj');
     const v = lin(n1.y, 'self_attn.v_proj');
     if (!keep) done(n1.y);
-    rope(ctx, q, table, { seqLen: T, heads: c.numHeads, headDim: c.headDim, out: q });
-    rope(ctx, k, table, { seqLen: T, heads: c.numKvHeads, headDim: c.headDim, out: k });
-    const att = attention(ctx, q, k, v, { batch: B, heads: c.numHeads, kvHeads: c.numKvHeads }, { impl: model.attentionImpl });
+    rope(ctx, q, table, { seqLen: T, heads: numHeads, headDim: c.headDim, out: q });
+    rope(ctx, k, table, { seqLen: T, heads: numKvHeads, headDim: c.headDim, out: k });
+    const att = attention(ctx, q, k, v, { batch: B, heads: numHeads, kvHeads: numKvHeads }, { impl: model.attentionImpl });
     o.onInput?.(`${p}self_attn.o_proj`, att.out);
     let h = x;
     if (save || o.inspect) {
@@ -115,6 +116,7 @@ export const llamaBlock: DecoderBlock = {
 
   layerBackward(ctx, model, l, s, dx, B, T, linearBwd) {
     const c = cfgOf(model), w = (n: string) => model.weight(n);
+    const { numHeads, numKvHeads } = layerDims(c, l);
     const p = `${P}layers.${l}.`;
     const table = ropeTable(ctx, model, T);
     // MLP: x' = h + down(silu(gate(n2 h)) · up(n2 h))
@@ -131,10 +133,10 @@ export const llamaBlock: DecoderBlock = {
     dx.dispose();
     // Attention: h = x + o(attn(rope q, rope k, v))
     const dattn = linearBwd(`${p}self_attn.o_proj`, dh, s.attn);
-    const { dq, dk, dv } = attentionBackward(ctx, dattn, s.q!, s.k!, s.v!, s.attn!, s.lse!, { batch: B, heads: c.numHeads, kvHeads: c.numKvHeads }, { impl: model.attentionImpl });
+    const { dq, dk, dv } = attentionBackward(ctx, dattn, s.q!, s.k!, s.v!, s.attn!, s.lse!, { batch: B, heads: numHeads, kvHeads: numKvHeads }, { impl: model.attentionImpl });
     dattn.dispose();
-    rope(ctx, dq, table, { seqLen: T, heads: c.numHeads, headDim: c.headDim, backward: true, out: dq });
-    rope(ctx, dk, table, { seqLen: T, heads: c.numKvHeads, headDim: c.headDim, backward: true, out: dk });
+    rope(ctx, dq, table, { seqLen: T, heads: numHeads, headDim: c.headDim, backward: true, out: dq });
+    rope(ctx, dk, table, { seqLen: T, heads: numKvHeads, headDim: c.headDim, backward: true, out: dk });
     const dy1 = linearBwd(`${p}self_attn.q_proj`, dq, s.y1);
     linearBwd(`${p}self_attn.k_proj`, dk, s.y1, dy1);
     linearBwd(`${p}self_attn.v_proj`, dv, s.y1, dy1);

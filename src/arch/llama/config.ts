@@ -9,8 +9,8 @@
  */
 
 import { ConfigError, UnsupportedArchitectureError } from '../../io/errors';
-import { configDtype, firstArchitecture, optBool, optInt, optPosInt, posInt, posNum, tokenIds, type Raw } from '../parse';
-import type { FamilySpec, LlamaConfig, PrunableLayer, RopeScaling } from '../types';
+import { compactLayers, configDtype, firstArchitecture, optBool, optInt, optPosInt, posInt, posNum, tokenIds, type Raw } from '../parse';
+import { layerDims, type FamilySpec, type LlamaConfig, type PrunableLayer, type RopeScaling } from '../types';
 
 export type { LlamaConfig };
 
@@ -111,6 +111,8 @@ export function parseLlamaFields(raw: Raw, modelType = 'llama'): LlamaConfig {
   const eos = tokenIds(raw, 'eos_token_id', dflt.eos);
   const bos = tokenIds(raw, 'bos_token_id', dflt.bos);
   const pad = tokenIds(raw, 'pad_token_id', null);
+  const ffnDim = posInt(raw, 'intermediate_size');
+  const layers = compactLayers(raw, { numLayers, ffnDim, numHeads, numKvHeads }, true);
   return {
     family: 'llama',
     modelType,
@@ -121,7 +123,7 @@ export function parseLlamaFields(raw: Raw, modelType = 'llama'): LlamaConfig {
     numHeads,
     numKvHeads,
     headDim,
-    ffnDim: posInt(raw, 'intermediate_size'),
+    ffnDim,
     maxPositions,
     tieWordEmbeddings: optBool(raw, 'tie_word_embeddings', false),
     dtype: configDtype(raw),
@@ -136,13 +138,15 @@ export function parseLlamaFields(raw: Raw, modelType = 'llama'): LlamaConfig {
     oBias: attnBias,
     mlpBias: llama && optBool(raw, 'mlp_bias', false),
     slidingWindow: slidingWindowOf(raw, modelType, numLayers),
+    ...(layers ? { layers } : {}),
     raw,
   };
 }
 
-/** Shapes of one layer's linears: [name suffix, rows, cols, bias]. */
-function linears(c: LlamaConfig): Array<[string, number, number, boolean]> {
-  const d = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, f = c.ffnDim;
+/** Shapes of layer l's linears (its own widths on a compact model): [name suffix, rows, cols, bias]. */
+function linears(c: LlamaConfig, l: number): Array<[string, number, number, boolean]> {
+  const L = layerDims(c, l);
+  const d = c.hiddenSize, q = L.numHeads * c.headDim, kv = L.numKvHeads * c.headDim, f = L.ffnDim;
   return [
     ['self_attn.q_proj', q, d, c.qkvBias], ['self_attn.k_proj', kv, d, c.qkvBias], ['self_attn.v_proj', kv, d, c.qkvBias],
     ['self_attn.o_proj', d, q, c.oBias], ['mlp.gate_proj', f, d, c.mlpBias], ['mlp.up_proj', f, d, c.mlpBias], ['mlp.down_proj', d, f, c.mlpBias],
@@ -156,7 +160,7 @@ export function expectedLlamaTensors(c: LlamaConfig): Map<string, number[]> {
   for (let l = 0; l < c.numLayers; l++) {
     const p = `${P}layers.${l}.`;
     m.set(`${p}input_layernorm.weight`, [d]);
-    for (const [s, R, C, b] of linears(c)) {
+    for (const [s, R, C, b] of linears(c, l)) {
       m.set(`${p}${s}.weight`, [R, C]);
       if (b) m.set(`${p}${s}.bias`, [R]);
       if (s === 'self_attn.o_proj') m.set(`${p}post_attention_layernorm.weight`, [d]);
@@ -171,7 +175,7 @@ export function llamaPrunableLayers(c: LlamaConfig): PrunableLayer[] {
   const out: PrunableLayer[] = [];
   for (let l = 0; l < c.numLayers; l++) {
     const p = `${P}layers.${l}.`;
-    for (const [s, R, C, bias] of linears(c)) {
+    for (const [s, R, C, bias] of linears(c, l)) {
       const type = s.slice(s.indexOf('.') + 1);
       const inputKey = type === 'k_proj' || type === 'v_proj' ? `${p}self_attn.q_proj` : type === 'up_proj' ? `${p}mlp.gate_proj` : `${p}${s}`;
       out.push({ name: `${p}${s}`, type, R, C, bias, inputKey, layer: l });
@@ -190,10 +194,11 @@ export const llamaSpec: FamilySpec<LlamaConfig> = {
   embedName: `${P}embed_tokens.weight`,
   moduleTypes: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
   prunableLayers: llamaPrunableLayers,
-  units: (c) => [
-    { kind: 'ffn', width: c.ffnDim, rows: ['mlp.gate_proj', 'mlp.up_proj'], cols: ['mlp.down_proj'] },
-    { kind: 'head', heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj', ropePairs: true },
+  layerPrefix: (l) => `${P}layers.${l}.`,
+  units: (c, layer) => [
+    { kind: 'ffn', width: layerDims(c, layer).ffnDim, rows: ['mlp.gate_proj', 'mlp.up_proj'], cols: ['mlp.down_proj'] },
+    { kind: 'head', heads: layerDims(c, layer).numHeads, kvHeads: layerDims(c, layer).numKvHeads, headDim: c.headDim, q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj', ropePairs: true },
   ],
   loraTargets: (c, targets) => llamaPrunableLayers(c).filter((L) => targets === 'all' || (ATTENTION as readonly string[]).includes(L.type)).map((L) => L.name),
-  describe: (c) => `${c.architecture} ${c.numLayers} layers, d=${c.hiddenSize}, ${c.numHeads}/${c.numKvHeads} heads × ${c.headDim}, ffn=${c.ffnDim}`,
+  describe: (c) => `${c.architecture} ${c.numLayers} layers, d=${c.hiddenSize}, ${c.numHeads}/${c.numKvHeads} heads × ${c.headDim}, ffn=${c.ffnDim}${c.layers ? ' (maxima; compact per-layer widths)' : ''}`,
 };

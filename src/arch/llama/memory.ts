@@ -10,7 +10,7 @@
  * forward/backward/kfac and the peers' layer pass do around the block.
  */
 
-import type { LlamaConfig } from '../types';
+import { layerDims, type LlamaConfig } from '../types';
 
 /**
  * What a walk reports (same shape as arch/opt/memory.ts's; handles are the recorder's own numbers).
@@ -57,7 +57,7 @@ export function llamaEmbedAllocs(c: LlamaConfig, r: LayerAllocs, N: number): num
  * or inspect) and, with save, the handles the backward keeps (freed by releaseSaved).
  */
 export function llamaLayerAllocs(c: LlamaConfig, r: LayerAllocs, l: number, x: number, B: number, T: number, o: LayerWalkOptions): { x: number; saved?: number[] } {
-  const N = B * T, d = c.hiddenSize, f = c.ffnDim, qd = c.numHeads * c.headDim, kvd = c.numKvHeads * c.headDim;
+  const N = B * T, d = c.hiddenSize, L = layerDims(c, l), f = L.ffnDim, qd = L.numHeads * c.headDim, kvd = L.numKvHeads * c.headDim;
   const p = `${P}layers.${l}.`;
   const save = !!o.save, keep = save && !!o.keepInputs;
   const late: number[] = [];
@@ -71,7 +71,7 @@ export function llamaLayerAllocs(c: LlamaConfig, r: LayerAllocs, l: number, x: n
   const v = r.linear(`${p}self_attn.v_proj`, N, kvd, d);
   if (!keep) done(y1);
   // rope(q), rope(k): in place
-  const out = r.alloc(N * qd), lse = r.alloc(N * c.numHeads); // attention: out, lse
+  const out = r.alloc(N * qd), lse = r.alloc(N * L.numHeads); // attention: out, lse
   r.input(`${p}self_attn.o_proj`, N, qd);
   let h = x;
   if (save || o.inspect) h = r.alloc(N * d); // h = ctx.empty(x.shape); copy
@@ -116,7 +116,7 @@ export function llamaFinalBackwardAllocs(c: LlamaConfig, r: LayerAllocs, N: numb
 
 /** llamaBlock.layerBackward from dx (consumed) → the handle of ∂L/∂(layer input). Saved tensors are only read. */
 export function llamaLayerBackwardAllocs(c: LlamaConfig, r: LayerAllocs, l: number, dx: number, B: number, T: number): number {
-  const N = B * T, d = c.hiddenSize, f = c.ffnDim, qd = c.numHeads * c.headDim, kvd = c.numKvHeads * c.headDim;
+  const N = B * T, d = c.hiddenSize, L = layerDims(c, l), f = L.ffnDim, qd = L.numHeads * c.headDim, kvd = L.numKvHeads * c.headDim;
   const p = `${P}layers.${l}.`;
   for (const t of llamaCachedTensors(c, T)) r.cached(t.key, t.n); // ropeTable (already built by the forward)
   const dact = r.linearBackward(`${p}mlp.down_proj`, N, d, f);
@@ -130,7 +130,7 @@ export function llamaLayerBackwardAllocs(c: LlamaConfig, r: LayerAllocs, l: numb
   r.free(dy2);
   r.free(dx); // axpy(dh, dx); dx.dispose()
   const dattn = r.linearBackward(`${p}self_attn.o_proj`, N, d, qd);
-  const delta = r.alloc(N * c.numHeads); // attentionBackward: delta, then dq, dk, dv; delta freed at its end
+  const delta = r.alloc(N * L.numHeads); // attentionBackward: delta, then dq, dk, dv; delta freed at its end
   const dq = r.alloc(N * qd), dk = r.alloc(N * kvd), dv = r.alloc(N * kvd);
   r.free(delta);
   r.free(dattn);

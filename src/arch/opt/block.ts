@@ -16,6 +16,7 @@ import { layerNorm, layerNormBackward } from '../../kernels/layernorm';
 import { matmul } from '../../kernels/matmul';
 import type { DecoderBlock, SavedTensors } from '../../model/blocks';
 import type { DecoderModel } from '../../model/model';
+import { layerDims } from '../types';
 
 const P = 'model.decoder.';
 
@@ -41,7 +42,8 @@ export const optBlock: DecoderBlock = {
     const k = lin(ln1.y, 'self_attn.k_proj');
     const v = lin(ln1.y, 'self_attn.v_proj');
     if (!keep) done(ln1.y);
-    const att = attention(ctx, q, k, v, { batch: B, heads: model.config.numHeads }, { impl: model.attentionImpl });
+    // The layer's own head count (compact models); headDim, hence q's scale, never changes.
+    const att = attention(ctx, q, k, v, { batch: B, heads: layerDims(model.config, l).numHeads }, { impl: model.attentionImpl });
     o.onInput?.(`${p}self_attn.out_proj`, att.out);
     // h = x + out_proj(attn): accumulate into a copy of x (save, inspect) or into x itself.
     let h = x;
@@ -106,7 +108,7 @@ export const optBlock: DecoderBlock = {
     dx.dispose();
     // Attention: h = x + out_proj(attn(q, k, v))
     const dattn = linearBwd(`${p}self_attn.out_proj`, dh, s.attn);
-    const { dq, dk, dv } = attentionBackward(ctx, dattn, s.q!, s.k!, s.v!, s.attn!, s.lse!, { batch: B, heads: model.config.numHeads }, { impl: model.attentionImpl });
+    const { dq, dk, dv } = attentionBackward(ctx, dattn, s.q!, s.k!, s.v!, s.attn!, s.lse!, { batch: B, heads: layerDims(model.config, l).numHeads }, { impl: model.attentionImpl });
     dattn.dispose();
     const dy1 = linearBwd(`${p}self_attn.q_proj`, dq, s.y1);
     linearBwd(`${p}self_attn.k_proj`, dk, s.y1, dy1);

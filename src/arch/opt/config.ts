@@ -8,8 +8,8 @@
  */
 
 import { ConfigError } from '../../io/errors';
-import { configDtype, firstArchitecture, optBool, optInt, posInt, type Raw } from '../parse';
-import type { FamilySpec, OptConfig, PrunableLayer, UnitRule } from '../types';
+import { compactLayers, configDtype, firstArchitecture, optBool, optInt, posInt, type Raw } from '../parse';
+import { layerDims, type FamilySpec, type OptConfig, type PrunableLayer, type UnitRule } from '../types';
 
 export type { OptConfig };
 
@@ -43,17 +43,19 @@ export function parseOptFields(raw: Raw): OptConfig {
   const act = raw.activation_function ?? 'relu';
   if (act !== 'relu') throw new ConfigError(`config.json: activation_function ${JSON.stringify(act)} is not supported (only "relu")`);
   const eosTokenId = optInt(raw, 'eos_token_id', 2);
+  const numLayers = posInt(raw, 'num_hidden_layers'), ffnDim = posInt(raw, 'ffn_dim');
+  const layers = compactLayers(raw, { numLayers, ffnDim, numHeads, numKvHeads: numHeads }, false);
   return {
     family: 'opt',
     modelType: 'opt',
     architecture: firstArchitecture(raw) ?? 'OPTForCausalLM',
     vocabSize: posInt(raw, 'vocab_size'),
     hiddenSize,
-    numLayers: posInt(raw, 'num_hidden_layers'),
+    numLayers,
     numHeads,
     numKvHeads: numHeads,
     headDim: hiddenSize / numHeads,
-    ffnDim: posInt(raw, 'ffn_dim'),
+    ffnDim,
     maxPositions: posInt(raw, 'max_position_embeddings'),
     wordEmbedProjDim,
     doLayerNormBefore,
@@ -66,6 +68,7 @@ export function parseOptFields(raw: Raw): OptConfig {
     bosTokenId: optInt(raw, 'bos_token_id', 2),
     eosTokenId,
     eosTokenIds: [eosTokenId],
+    ...(layers ? { layers } : {}),
     raw,
   };
 }
@@ -87,11 +90,13 @@ export function expectedOptTensors(cfg: OptConfig): Map<string, number[]> {
   m.set(`${P}embed_positions.weight`, [cfg.maxPositions + OPT_POSITION_OFFSET, h]);
   for (let l = 0; l < cfg.numLayers; l++) {
     const q = `${P}layers.${l}.`;
+    const { ffnDim: f, numHeads } = layerDims(cfg, l), a = numHeads * cfg.headDim; // a = h unless compact
     ln(`${q}self_attn_layer_norm`);
-    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) linear(`${q}self_attn.${proj}`, h, h);
+    for (const proj of ['q_proj', 'k_proj', 'v_proj']) linear(`${q}self_attn.${proj}`, a, h);
+    linear(`${q}self_attn.out_proj`, h, a);
     ln(`${q}final_layer_norm`);
-    linear(`${q}fc1`, cfg.ffnDim, h);
-    linear(`${q}fc2`, h, cfg.ffnDim);
+    linear(`${q}fc1`, f, h);
+    linear(`${q}fc2`, h, f);
   }
   ln(`${P}final_layer_norm`);
   if (!cfg.tieWordEmbeddings) m.set('lm_head.weight', [cfg.vocabSize, cfg.wordEmbedProjDim]);
@@ -105,13 +110,14 @@ export function canonicalOptName(name: string): string {
 
 /** The prunable linears of an OPT config, q, k, v, out_proj, fc1, fc2 per layer. */
 export function optPrunableLayers(cfg: OptConfig): PrunableLayer[] {
-  const { numLayers, hiddenSize: d, ffnDim } = cfg;
+  const { numLayers, hiddenSize: d } = cfg;
   const out: PrunableLayer[] = [];
   for (let l = 0; l < numLayers; l++) {
+    const { ffnDim, numHeads } = layerDims(cfg, l), a = numHeads * cfg.headDim;
     for (const s of PRUNABLE_SUFFIXES) {
       const name = `${P}layers.${l}.${s}`;
-      const R = s === 'fc1' ? ffnDim : d;
-      const C = s === 'fc2' ? ffnDim : d;
+      const R = s === 'fc1' ? ffnDim : s === 'fc2' || s === 'self_attn.out_proj' ? d : a;
+      const C = s === 'fc2' ? ffnDim : s === 'self_attn.out_proj' ? a : d;
       const inputKey = s.startsWith('self_attn.') && s !== 'self_attn.out_proj' ? `${P}layers.${l}.self_attn.q_proj` : name;
       out.push({ name, type: s.slice(s.lastIndexOf('.') + 1), R, C, bias: cfg.enableBias, inputKey, layer: l });
     }
@@ -128,15 +134,17 @@ export const optSpec: FamilySpec<OptConfig> = {
   embedName: `${P}embed_tokens.weight`,
   moduleTypes: ['q_proj', 'k_proj', 'v_proj', 'out_proj', 'fc1', 'fc2'],
   prunableLayers: optPrunableLayers,
-  units(cfg): UnitRule[] {
+  layerPrefix: (l) => `${P}layers.${l}.`,
+  units(cfg, layer): UnitRule[] {
+    const { ffnDim, numHeads } = layerDims(cfg, layer);
     return [
-      { kind: 'ffn', width: cfg.ffnDim, rows: ['fc1'], cols: ['fc2'] },
+      { kind: 'ffn', width: ffnDim, rows: ['fc1'], cols: ['fc2'] },
       // No RoPE: any q/k dim can go on its own.
-      { kind: 'head', heads: cfg.numHeads, kvHeads: cfg.numHeads, headDim: cfg.headDim, q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.out_proj', ropePairs: false },
+      { kind: 'head', heads: numHeads, kvHeads: numHeads, headDim: cfg.headDim, q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.out_proj', ropePairs: false },
     ];
   },
   loraTargets(cfg, targets) {
     return optPrunableLayers(cfg).filter((L) => targets === 'all' || ATTENTION.some((s) => L.name.endsWith(`.${s}`))).map((L) => L.name);
   },
-  describe: (c) => `OPT ${c.numLayers} layers, d=${c.hiddenSize}, ${c.numHeads} heads, ffn=${c.ffnDim}`,
+  describe: (c) => `OPT ${c.numLayers} layers, d=${c.hiddenSize}, ${c.numHeads} heads, ffn=${c.ffnDim}${c.layers ? ' (maxima; compact per-layer widths)' : ''}`,
 };

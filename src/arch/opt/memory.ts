@@ -6,7 +6,7 @@
  * order must be made here too.
  */
 
-import type { OptConfig } from '../types';
+import { layerDims, type OptConfig } from '../types';
 
 /** What a walk reports; the same shape as arch/llama/memory.ts LayerAllocs (see there). */
 export interface LayerAllocs {
@@ -33,22 +33,22 @@ export function optEmbedAllocs(c: OptConfig, r: LayerAllocs, N: number): number 
 
 /** optBlock.layer on x [B·T, d]: the output's handle and, with save, the handles kept for the backward. */
 export function optLayerAllocs(c: OptConfig, r: LayerAllocs, l: number, x: number, B: number, T: number, o: LayerWalkOptions): { x: number; saved?: number[] } {
-  const N = B * T, d = c.hiddenSize, f = c.ffnDim;
+  const N = B * T, d = c.hiddenSize, { ffnDim: f, numHeads: H } = layerDims(c, l), a = H * c.headDim; // a = d unless compact
   const p = `${P}layers.${l}.`;
   const save = !!o.save, keep = save && !!o.keepInputs;
   const late: number[] = [];
   const done = (h: number) => (o.lateFree ? late.push(h) : r.free(h));
   const y1 = r.alloc(N * d), mean1 = r.alloc(N), rstd1 = r.alloc(N); // layerNorm(x)
   r.input(`${p}self_attn.q_proj`, N, d);
-  const q = r.linear(`${p}self_attn.q_proj`, N, d, d);
-  const k = r.linear(`${p}self_attn.k_proj`, N, d, d);
-  const v = r.linear(`${p}self_attn.v_proj`, N, d, d);
+  const q = r.linear(`${p}self_attn.q_proj`, N, a, d);
+  const k = r.linear(`${p}self_attn.k_proj`, N, a, d);
+  const v = r.linear(`${p}self_attn.v_proj`, N, a, d);
   if (!keep) done(y1);
-  const out = r.alloc(N * d), lse = r.alloc(N * c.numHeads); // attention: out, lse
-  r.input(`${p}self_attn.out_proj`, N, d);
+  const out = r.alloc(N * a), lse = r.alloc(N * H); // attention: out, lse
+  r.input(`${p}self_attn.out_proj`, N, a);
   let h = x;
   if (save || o.inspect) h = r.alloc(N * d); // h = ctx.empty(x.shape); copy
-  r.linear(`${p}self_attn.out_proj`, N, d, d, h);
+  r.linear(`${p}self_attn.out_proj`, N, d, a, h);
   const y2 = r.alloc(N * d), mean2 = r.alloc(N), rstd2 = r.alloc(N); // layerNorm(h)
   r.input(`${p}fc1`, N, d);
   const act = r.linear(`${p}fc1`, N, f, d, undefined, `activations (${B} × ${T} tokens × ffn ${f})`); // relu in place
@@ -85,7 +85,7 @@ export function optFinalBackwardAllocs(c: OptConfig, r: LayerAllocs, N: number):
 
 /** optBlock.layerBackward from dx (consumed) → the handle of ∂L/∂(layer input). */
 export function optLayerBackwardAllocs(c: OptConfig, r: LayerAllocs, l: number, dx: number, B: number, T: number): number {
-  const N = B * T, d = c.hiddenSize, f = c.ffnDim;
+  const N = B * T, d = c.hiddenSize, { ffnDim: f, numHeads: H } = layerDims(c, l), a = H * c.headDim;
   const p = `${P}layers.${l}.`;
   const dact = r.linearBackward(`${p}fc2`, N, d, f); // reluBackward in place
   const dy2 = r.linearBackward(`${p}fc1`, N, f, d);
@@ -93,14 +93,14 @@ export function optLayerBackwardAllocs(c: OptConfig, r: LayerAllocs, l: number, 
   const dh = r.alloc(N * d); // layerNormBackward
   r.free(dy2);
   r.free(dx); // axpy(dh, dx); dx.dispose()
-  const dattn = r.linearBackward(`${p}self_attn.out_proj`, N, d, d);
-  const delta = r.alloc(N * c.numHeads); // attentionBackward: delta, then dq, dk, dv; delta freed at its end
-  const dq = r.alloc(N * d), dk = r.alloc(N * d), dv = r.alloc(N * d);
+  const dattn = r.linearBackward(`${p}self_attn.out_proj`, N, d, a);
+  const delta = r.alloc(N * H); // attentionBackward: delta, then dq, dk, dv; delta freed at its end
+  const dq = r.alloc(N * a), dk = r.alloc(N * a), dv = r.alloc(N * a);
   r.free(delta);
   r.free(dattn);
-  const dy1 = r.linearBackward(`${p}self_attn.q_proj`, N, d, d);
-  r.linearBackward(`${p}self_attn.k_proj`, N, d, d, dy1);
-  r.linearBackward(`${p}self_attn.v_proj`, N, d, d, dy1);
+  const dy1 = r.linearBackward(`${p}self_attn.q_proj`, N, a, d);
+  r.linearBackward(`${p}self_attn.k_proj`, N, a, d, dy1);
+  r.linearBackward(`${p}self_attn.v_proj`, N, a, d, dy1);
   r.free(dq);
   r.free(dk);
   r.free(dv);
