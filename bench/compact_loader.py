@@ -21,7 +21,7 @@ both perplexities and their relative difference (the compact model should match 
   python3 bench/compact_loader.py --folder COMPACT --ids ids.json --seqlen 128 [--windows 8] [--zeroed DENSE] [--json out.json]
   python3 bench/compact_loader.py --selftest      # needs only torch
 
-Float32 compute with TF32 off, as bench/verify_export.py.
+Float32 compute with TF32 off; the stock load and the perplexity are bench/verify_export.py's.
 """
 import argparse
 import json
@@ -127,25 +127,6 @@ def load_compact(folder, device):
     return model.to(device).eval(), dims
 
 
-def load_stock(folder, device):
-    from transformers import AutoModelForCausalLM
-    try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    except TypeError:  # transformers < 4.56 names it torch_dtype
-        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
-    return model.to(device).eval()
-
-
-@torch.no_grad()
-def perplexity(model, ids, seqlen, windows, device):
-    nll = []
-    for w in range(windows):
-        x = ids[w * seqlen:(w + 1) * seqlen].unsqueeze(0).to(device)
-        logits = model(x, use_cache=False).logits.float()
-        nll.append(nn.functional.cross_entropy(logits[0, :-1], x[0, 1:], reduction="mean").double().item())
-    return math.exp(sum(nll) / len(nll))
-
-
 def count_params(model):
     return sum(p.numel() for p in model.parameters())
 
@@ -233,12 +214,13 @@ def main():
     if windows < 1 or ids.numel() < windows * args.seqlen:
         raise SystemExit(f"{args.ids}: {ids.numel()} tokens hold fewer than {windows} windows of {args.seqlen}")
     import transformers
+    from verify_export import load, perplexity  # transformers needed from here on (not by --selftest)
     model, dims = load_compact(args.folder, args.device)
     res = {"folder": args.folder, "transformers": transformers.__version__, "torch": torch.__version__, "seqlen": args.seqlen, "windows": windows,
            "compact_layers": dims, "params": count_params(model), "ppl_compact": perplexity(model, ids, args.seqlen, windows, args.device)}
     del model
     if args.zeroed:
-        z = load_stock(args.zeroed, args.device)
+        z = load(args.zeroed, args.device)
         res["params_zeroed"] = count_params(z)
         res["ppl_zeroed"] = perplexity(z, ids, args.seqlen, windows, args.device)
         res["rel_diff"] = abs(res["ppl_compact"] - res["ppl_zeroed"]) / res["ppl_zeroed"]

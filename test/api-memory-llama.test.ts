@@ -30,6 +30,7 @@ import { perplexity } from '../src/model/eval';
 import { loraCorrect } from '../src/surgeon/lora';
 import { tinyLlama, type TinyLlamaOptions } from '../src/reference/tinyllama';
 import { gpu } from './helpers/gpu';
+import { modelPoolPeak } from './helpers/memory';
 import { mistralTestIds } from './helpers/llama-fixture';
 import { rng } from './helpers/rng';
 
@@ -216,19 +217,7 @@ describe('Llama memory on the GPU', () => {
     microIds = mistralTestIds();
   });
 
-  /** Pool peak of `fn` above the bytes in use once the model is uploaded (a fresh model: no cached tables yet). */
-  async function measure(host: HostModel, fn: (m: DecoderModel) => Promise<void>): Promise<number> {
-    const m = await DecoderModel.fromCheckpoint(ctx, host);
-    try {
-      await ctx.sync();
-      const base = ctx.pool.bytesInUse;
-      ctx.pool.peakBytesInUse = base;
-      await fn(m);
-      return ctx.pool.peakBytesInUse - base;
-    } finally {
-      m.dispose();
-    }
-  }
+  const measure = (host: HostModel, fn: (m: DecoderModel) => Promise<void>) => modelPoolPeak(ctx, host, fn);
 
   for (const [name, host] of [['GQA', () => small], ['Qwen2 q/k/v biases', () => qwen]] as const) {
     it(`replayed passes vs measured, tiny Llama ${name}: one K-FAC batch, a perplexity batch, a LoRA correction`, async () => {

@@ -15,6 +15,7 @@ import { accumulateKfac, disposeKfac } from '../src/model/kfac';
 import { DecoderModel } from '../src/model/model';
 import { llamaCkpt, optCkpt, zeroHeadO, zeroNeuronCol } from './helpers/compact';
 import { gpu } from './helpers/gpu';
+import { modelPoolPeak } from './helpers/memory';
 import { rng } from './helpers/rng';
 
 let ctx: GpuContext;
@@ -34,18 +35,7 @@ function compactOf(c: LoadedCheckpoint): LoadedCheckpoint {
   return { ...c, config: cm.config, tensors: cm.tensors, shapes: cm.shapes };
 }
 
-async function measure(host: LoadedCheckpoint, fn: (m: DecoderModel) => Promise<void>): Promise<number> {
-  const m = await DecoderModel.fromCheckpoint(ctx, host);
-  try {
-    await ctx.sync();
-    const base = ctx.pool.bytesInUse;
-    ctx.pool.peakBytesInUse = base;
-    await fn(m);
-    return ctx.pool.peakBytesInUse - base;
-  } finally {
-    m.dispose();
-  }
-}
+const measure = (host: LoadedCheckpoint, fn: (m: DecoderModel) => Promise<void>) => modelPoolPeak(ctx, host, fn);
 
 const r = rng(5);
 const ids = Array.from({ length: 4000 }, () => Math.floor(r() * 128));

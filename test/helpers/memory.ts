@@ -1,5 +1,8 @@
 import { expect } from 'vitest';
 import { LimitExceededError } from '../../src/index';
+import type { GpuContext } from '../../src/gpu/context';
+import type { LoadedCheckpoint } from '../../src/io/checkpoint';
+import { DecoderModel } from '../../src/model/model';
 
 /** The LimitExceededError that f throws (the test fails when f returns or throws something else). */
 export function refusal(f: () => unknown): LimitExceededError {
@@ -25,4 +28,18 @@ export function expectTightSuggestion(message: string, re: RegExp, below: number
   expect(() => check(v)).not.toThrow();
   expect(() => check(v + 1)).toThrow(LimitExceededError);
   return v;
+}
+
+/** Pool peak of `fn` above the bytes in use once `host` is uploaded (a fresh model: no cached tables yet). */
+export async function modelPoolPeak(ctx: GpuContext, host: LoadedCheckpoint, fn: (m: DecoderModel) => Promise<void>): Promise<number> {
+  const m = await DecoderModel.fromCheckpoint(ctx, host);
+  try {
+    await ctx.sync();
+    const base = ctx.pool.bytesInUse;
+    ctx.pool.peakBytesInUse = base;
+    await fn(m);
+    return ctx.pool.peakBytesInUse - base;
+  } finally {
+    m.dispose();
+  }
 }
