@@ -4,7 +4,7 @@
  *  - K-FAC A and G (4 × 256 tokens) vs PyTorch hooks: relative Frobenius error per prunable layer
  *  - timed K-FAC pass with peak memory: opt-mini 128 × 2048, and an OPT-125m-shaped random model
  *   node dist-node/model.mjs --models <dir with opt-micro, opt-mini> --data <dir with *.i32> [--torch] [--quick] [--profile]
- *        [--only kfac-time] [--kfac-batches 2,4,8,16] [--attention rows|tiled] [--out f]
+ *        [--only kfac-time] [--shapes 125m,1.3b] [--kfac-batches 2,4,8,16] [--attention rows|tiled] [--out f]
  * --kfac-batches: also time opt-mini's K-FAC pass at these windows per forward/backward (profile at the largest).
  * Token ids travel as raw little-endian int32 files (test.i32 = WikiText-2 test joined per §10, calib.i32).
  */
@@ -52,6 +52,11 @@ function torch(tasks: unknown[]): Array<Record<string, unknown>> {
   console.log(`torch: ${JSON.stringify(res.info)}`);
   return res.results;
 }
+
+const OPT_SHAPES: Record<string, { hidden_size: number; num_hidden_layers: number; num_attention_heads: number; ffn_dim: number }> = {
+  '125m': { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072 },
+  '1.3b': { hidden_size: 2048, num_hidden_layers: 24, num_attention_heads: 32, ffn_dim: 8192 },
+};
 
 /** A random OPT checkpoint in memory (std 0.02 weights, unit LayerNorms), for shape-only timing. */
 function randomCheckpoint(cfgJson: Record<string, unknown>): LoadedCheckpoint {
@@ -126,12 +131,18 @@ async function main() {
   if (!onlyTiming && !llamaSet) timing.push({ name: 'kfac opt-mini', ckpt: () => loadCheckpoint(`${modelsDir}/opt-mini`), nseq: calib.length, ids: calib, torchSpec: { model: `${modelsDir}/opt-mini`, ids: calibFile } });
   const sweep = (arg('kfac-batches') ?? '').split(',').filter(Boolean).map(Number);
   for (const b of sweep) timing.push({ name: `kfac opt-mini batch ${b}`, ckpt: () => loadCheckpoint(`${modelsDir}/opt-mini`), nseq: calib.length, ids: calib, torchSpec: { model: `${modelsDir}/opt-mini`, ids: calibFile }, batch: b });
-  const cfg125 = { model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, do_layer_norm_before: true, activation_function: 'relu', enable_bias: true, tie_word_embeddings: true, dtype: 'float32', layer_norm_elementwise_affine: true, pad_token_id: 1, bos_token_id: 2, eos_token_id: 2 };
-  const n125 = quick ? 2 : 16;
+  const nRandom = quick ? 2 : 16;
   let s = 7;
-  const rand125 = Array.from({ length: n125 }, () => Int32Array.from({ length: T }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % 50272; }));
+  const randIds = Array.from({ length: nRandom }, () => Int32Array.from({ length: T }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s % 50272; }));
   // Too slow for a CPU adapter (~0.4 TFLOP for even 2 × 256 tokens); GPU machine only.
-  if (!quick && !llamaSet) timing.push({ name: 'kfac opt-125m-shape (random)', ckpt: async () => randomCheckpoint(cfg125), nseq: n125, ids: rand125, torchSpec: { random: { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, enable_bias: true } } });
+  // --shapes 125m,1.3b: which OPT shapes get a random-weight timed pass (default 125m).
+  for (const name of (arg('shapes') ?? '125m').split(',').filter(Boolean)) {
+    const dims = OPT_SHAPES[name];
+    if (!dims) throw new Error(`--shapes: unknown OPT shape ${name} (known: ${Object.keys(OPT_SHAPES).join(', ')})`);
+    const random = { ...dims, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: dims.hidden_size, enable_bias: true };
+    const cfg = { model_type: 'opt', architectures: ['OPTForCausalLM'], ...random, do_layer_norm_before: true, activation_function: 'relu', tie_word_embeddings: true, dtype: 'float32', layer_norm_elementwise_affine: true, pad_token_id: 1, bos_token_id: 2, eos_token_id: 2 };
+    if (!quick && !llamaSet) timing.push({ name: `kfac opt-${name}-shape (random)`, ckpt: async () => randomCheckpoint(cfg), nseq: nRandom, ids: randIds, torchSpec: { random } });
+  }
   for (const [m, mdl] of models) { mdl.dispose(); models.delete(m); }
   ctx.trim();
   // PyTorch at the same windows per forward/backward as ours (2 = our default at seqlen 2048).
