@@ -15,6 +15,7 @@ import { PruneConfigError, resolveOptions, type PruneOptions, type Resolved } fr
 import { resolvePeer, type ResolvedPeer } from '../surgeon/peers/index';
 import type { HostModel, JobMethod, PruneJobOptions, TextOrIds } from './job';
 import { checkJobMemory, isPeerMethod, jobMemorySettings, kfacBatchOf, type JobMemory, type PlannedEstimate } from './job-memory';
+import { LimitExceededError } from '../gpu/errors';
 import { autoKfacBatch, type DeviceLimits } from './memory';
 import type { PeerMemoryEstimate } from './memory-peers';
 import type { PrunePlan } from './plan';
@@ -108,6 +109,10 @@ export async function prepareJob(host: HostModel, opts: PruneJobOptions, emit: (
   return job;
 }
 
+function fits(check: () => unknown): boolean {
+  try { check(); return true; } catch (e) { if (e instanceof LimitExceededError) return false; throw e; }
+}
+
 /** The K-FAC batch, the estimated peak and the memory plan of `job` on a device with `lim` (`inUse` bytes already taken). */
 export function planJob(job: PreparedJob, lim: DeviceLimits, inUse = 0): JobPlan {
   const { host, opts, method, calib, seqlen } = job;
@@ -125,7 +130,14 @@ export function planJob(job: PreparedJob, lim: DeviceLimits, inUse = 0): JobPlan
     }
     asked = autoBatch?.batch;
   }
-  const batch = kfacBatchOf(calib.length, seqlen, asked);
+  let batch = kfacBatchOf(calib.length, seqlen, asked);
+  // autoKfacBatch weighs the all-at-once estimate; under a memoryBudget the planned (streamed) peak is
+  // what counts, and its curvature phase grows with the batch: an automatic batch steps down until the
+  // plan fits (an explicit batch is the user's and is refused as it is).
+  while (autoBatch && opts.memoryBudget !== undefined && batch > 1 && !fits(() => checkJobMemory(host.config, { ...mem, batch }, lim, opts.memoryBudget, inUse))) {
+    batch -= 1;
+    autoBatch = { ...autoBatch, batch };
+  }
   const estimate = checkJobMemory(host.config, { ...mem, batch }, lim, opts.memoryBudget, inUse) as PlannedEstimate;
   return { batch, autoBatch, estimate, plan: estimate.plan };
 }
