@@ -1,25 +1,29 @@
 /**
  * Precision (and speed) of the GPU SPD inverse/solve against float64, per condition number.
  *
- *   npx vite-node bench/precision.ts [--sizes 64,128,256,512] [--perf 1024,2048,3072,4096]
- * vite-node is not installed here (vitest 4 no longer ships it); without it:
- *   node -e "import('vite').then(v=>v.build({configFile:false,build:{ssr:'bench/precision.ts',outDir:'bench/out/build'}}))"
- *   node bench/out/build/precision.js   (the same bundle runs on the GPU machine after .gpu/setup.sh)
- * (VK_ICD_FILENAMES must name a Vulkan driver; SwiftShader's is used when unset and present.)
+ *   node dist-node/precision.mjs [--sizes 64,128,256,512] [--perf 3072,4096,8192] [--profile] [--out bench/out/precision.json]
+ * (built by `npm run build:node`; VK_ICD_FILENAMES must name a Vulkan driver; SwiftShader's is used
+ * when unset and present.)
  *
  * Precision table: for each n and matrix kind (Q·diag·Qᵀ with cond 1e2…1e8, K-FAC-shaped XᵀX/N with
  * outlier channels and a ones column, undamped and with λ = 0.01), the relative error of diag(M⁻¹)
- * (max over i) and of M⁻¹b (2-norm) vs float64 on the same f32 matrix, with and without refinement.
- * --perf: wall time of Cholesky, Cholesky + inverse (refine 0) and of the default refined inverse.
- * Writes bench/out/precision.json.
+ * (max over i) and of M⁻¹b (2-norm) vs float64 on the same f32 matrix, with and without refinement
+ * (spd.ts: the inverse's correction series, the solve's double-float refinement).
+ * --perf: wall time per call (calls recorded back to back) of the Cholesky, the f32 inverse
+ * (refine 0) and the precise inverse, on a well-conditioned matrix (diagonally dominant) and on
+ * G·Gᵀ/m with G Gaussian n×(n+p), p = ⌈4n/1000⌉ (κ ≈ 16n²/p² ≈ 1e6, where the series takes 3–4
+ * terms). --profile: GPU time per kernel of one precise inverse of the ill-conditioned matrix
+ * (timestamp queries; GEMMs are named by product, trsm.gemm.<label>). Writes --out.
  */
 
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { GpuContext } from '../src/gpu/context';
+import type { Tensor } from '../src/gpu/tensor';
 import { cholesky, NotPositiveDefiniteError } from '../src/kernels/cholesky';
 import { df64SelfTest, spdInverse, spdSolve } from '../src/kernels/spd';
 import { cond1, dampF64, frobenius, kfacShaped, spdInverseF64, spdSolveF64, spdWithCondition } from '../src/reference/spd';
 import { mulberry32 } from '../src/reference/dense';
+import { matmul } from '../src/kernels/matmul';
 
 const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
 if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER)) process.env.VK_ICD_FILENAMES = SWIFTSHADER;
@@ -30,6 +34,8 @@ function arg(name: string, def: string): string {
 }
 const sizes = arg('sizes', '64,128,256,512').split(',').filter(Boolean).map(Number);
 const perfSizes = arg('perf', '').split(',').filter(Boolean).map(Number);
+const profile = process.argv.includes('--profile');
+const outPath = arg('out', 'bench/out/precision.json');
 
 interface Row {
   n: number; kind: string; cond1: number | null;
@@ -98,17 +104,31 @@ async function precisionRow(ctx: GpuContext, n: number, kind: string, a64: Float
   return row;
 }
 
-async function perfRow(ctx: GpuContext, n: number) {
-  // cheap well-conditioned SPD matrix (diagonally dominant) — timing only
+/** Diagonally dominant (κ small: the series stops after its first term) — timing only. */
+function wellConditioned(ctx: GpuContext, n: number): Tensor {
   const u = mulberry32(n);
   const a = new Float32Array(n * n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < i; j++) a[i * n + j] = a[j * n + i] = u() - 0.5;
     a[i * n + i] = n;
   }
-  const m = ctx.upload(a, [n, n]);
-  // R calls recorded back to back, one wait at the end: per-call GPU time without the readback
-  // latency of each call (Dawn's event polling in Node adds milliseconds to every wait).
+  return ctx.upload(a, [n, n]);
+}
+
+/** G·Gᵀ/m, G Gaussian-like n×m with m = n + ⌈4n/1000⌉: κ ≈ 16n²/(m − n)² ≈ 1e6 (Wishart hard edge). */
+function illConditioned(ctx: GpuContext, n: number): Tensor {
+  const m = n + Math.ceil((4 * n) / 1000);
+  const u = mulberry32(n + 1);
+  // sum of 4 uniforms: near-Gaussian entries, cheap enough for n·m ≈ 7e7 in JS
+  const g = ctx.upload(Float32Array.from({ length: n * m }, () => u() + u() + u() + u() - 2), [n, m]);
+  const r = matmul(ctx, g, g, { transB: true, alpha: 3 / m });
+  g.dispose();
+  return r;
+}
+
+async function perfRow(ctx: GpuContext, n: number) {
+  // R calls recorded back to back, one wait at the end: per-call time without the readback latency
+  // of each call (Dawn's event polling in Node adds milliseconds to every wait).
   const R = 5;
   // waits use a 4-byte readback: mapAsync resolves promptly, onSubmittedWorkDone (ctx.sync) was
   // seen to return tens of ms late in Dawn for Node
@@ -122,30 +142,38 @@ async function perfRow(ctx: GpuContext, n: number) {
     });
     return t / R;
   };
-  const single = async (f: () => Promise<unknown>) => (await timed(async () => { await f(); await wait(); }))[1];
-  const chol = await per(async () => {
-    const { L, info } = cholesky(ctx, m);
-    L.dispose();
-    info.dispose();
-  });
-  // CPU time to record the Cholesky's dispatches (bind groups, encoder calls), without any wait
-  const t0 = performance.now();
-  const rec = cholesky(ctx, m);
-  const recordSeconds = (performance.now() - t0) / 1000;
-  await wait();
-  rec.L.dispose();
-  rec.info.dispose();
-  const inv = (refine: number) => async () => (await spdInverse(ctx, m, { refine })).dispose();
-  const inv0 = await per(inv(0));
-  const inv1 = await per(inv(1));
-  const inv0Single = await single(inv(0));
-  m.dispose();
+  const out: Record<string, unknown> = { n };
+  for (const [kind, make] of [['well', wellConditioned], ['cond~1e6', illConditioned]] as const) {
+    const m = make(ctx, n);
+    const chol = await per(async () => {
+      const { L, info } = cholesky(ctx, m);
+      L.dispose();
+      info.dispose();
+    });
+    const inv = (refine?: number) => async () => (await spdInverse(ctx, m, { refine })).dispose();
+    const f32 = await per(inv(0));
+    const precise = await per(inv());
+    out[kind] = { choleskySeconds: chol, f32InverseSeconds: f32, preciseInverseSeconds: precise };
+    console.log(`perf n=${n} ${kind}: cholesky ${(chol * 1e3).toFixed(2)} ms, f32 inverse ${(f32 * 1e3).toFixed(2)} ms, precise inverse ${(precise * 1e3).toFixed(2)} ms`);
+    if (profile && kind === 'cond~1e6' && ctx.enableProfiling()) {
+      (await spdInverse(ctx, m)).dispose();
+      await ctx.sync();
+      const r = await ctx.profiler!.report();
+      ctx.profiler = null;
+      const total = r.reduce((a, k) => a + k.ms, 0);
+      console.log(`  GPU time per kernel, one precise inverse (${total.toFixed(1)} ms in all; one pass per dispatch while profiling):`);
+      for (const k of r) console.log(`    ${k.kernel.padEnd(28)} ${String(k.calls).padStart(5)} calls ${k.ms.toFixed(2).padStart(9)} ms  ${((100 * k.ms) / total).toFixed(1).padStart(5)}%`);
+      out.profile = r;
+    }
+    m.dispose();
+  }
   probe.dispose();
-  return { n, choleskySeconds: chol, choleskyRecordSeconds: recordSeconds, inverseSeconds: inv0, inverseSingleCallSeconds: inv0Single, refineStepSeconds: inv1 - inv0, gflopsInverse: (n ** 3 * (1 / 3 + 1 / 3 + 1 / 3)) / inv0 / 1e9 };
+  return out;
 }
 
 async function main() {
-  const ctx = await GpuContext.create();
+  // --perf 8192: 256 MiB matrices, the Gaussian factor n×(n+p) ≈ 270 MiB
+  const ctx = await GpuContext.create({ needs: { maxStorageBufferBindingSize: 1 << 30, maxBufferSize: 1 << 30 } });
   const info = ctx.gpu.info;
   console.log(`adapter: ${info.vendor} ${info.architecture} ${info.device} ${info.description} fallback=${info.isFallbackAdapter}`);
   const selfTest = await df64SelfTest(ctx);
@@ -167,14 +195,11 @@ async function main() {
     }
   }
   const perf = [];
-  for (const n of perfSizes) {
-    const p = await perfRow(ctx, n);
-    perf.push(p);
-    console.log(`perf n=${n}: cholesky ${(p.choleskySeconds * 1e3).toFixed(2)} ms (recording alone ${(p.choleskyRecordSeconds * 1e3).toFixed(2)} ms), cholesky+inverse ${(p.inverseSeconds * 1e3).toFixed(2)} ms (${p.gflopsInverse.toFixed(0)} GFLOP/s; one call with its wait ${(p.inverseSingleCallSeconds * 1e3).toFixed(2)} ms), one refinement step ${(p.refineStepSeconds * 1e3).toFixed(2)} ms`);
-  }
-  mkdirSync('bench/out', { recursive: true });
-  writeFileSync('bench/out/precision.json', JSON.stringify({ adapter: info, target: 1e-5, df64SelfTest: selfTest, rows, perf }, null, 1));
-  console.log('wrote bench/out/precision.json');
+  for (const n of perfSizes) perf.push(await perfRow(ctx, n));
+  const dir = outPath.slice(0, Math.max(0, outPath.lastIndexOf('/')));
+  if (dir) mkdirSync(dir, { recursive: true });
+  writeFileSync(outPath, JSON.stringify({ adapter: info, date: new Date().toISOString(), target: 1e-5, df64SelfTest: selfTest, rows, perf }, null, 1));
+  console.log(`wrote ${outPath}`);
   ctx.destroy();
 }
 

@@ -88,6 +88,32 @@ describe('spdInverse / spdSolve precision', () => {
     for (const t of [m, B, X, x]) t.dispose();
   });
 
+  it('reaches 1e-5 on diag(M⁻¹) at κ = 1e7 too (the correction series takes 5 terms there)', async () => {
+    const ctx = await gpu();
+    const n = 96;
+    const { f32, f64 } = asF32(spdWithCondition(n, 1e7, 7));
+    const m = ctx.upload(f32, [n, n]);
+    const X = await spdInverse(ctx, m);
+    const X1 = await spdInverse(ctx, m, { refine: 1 });
+    const ref = spdInverseF64(f64, n);
+    const e = diagRelErr(await X.read(), ref, n);
+    const e1 = diagRelErr(await X1.read(), ref, n);
+    console.log(`n=${n} cond=1e7: diag err ${e.toExponential(2)} (first-order term only ${e1.toExponential(2)})`);
+    expect(e).toBeLessThanOrEqual(TARGET);
+    expect(e1).toBeGreaterThan(10 * e);
+    for (const t of [m, X, X1]) t.dispose();
+  });
+
+  it('returns the f32 inverse unchanged where the series does not converge (κ = 1e8)', async () => {
+    const ctx = await gpu();
+    const n = 64;
+    const m = ctx.upload(asF32(spdWithCondition(n, 1e8, 72)).f32, [n, n]);
+    const X = await spdInverse(ctx, m);
+    const X0 = await spdInverse(ctx, m, { refine: 0 });
+    expect(Array.from(await X.read())).toEqual(Array.from(await X0.read()));
+    for (const t of [m, X, X0]) t.dispose();
+  });
+
   it('throws NotPositiveDefiniteError for an indefinite matrix and shape errors for bad b', async () => {
     const ctx = await gpu();
     const n = 20;

@@ -3,6 +3,7 @@ import trsmSource from '../../shaders/trsm.wgsl?raw';
 import { grid1d, packUniforms, type GpuContext, type KernelSpec } from '../gpu/context';
 import type { Tensor } from '../gpu/tensor';
 import { ShapeError, SurgeonError } from '../gpu/errors';
+import { isCpuAdapter } from './matmul';
 
 /** Block size of the blocked Cholesky and triangular solves; equals NB in cholesky.wgsl and trsm.wgsl (one 32×32 block = 4 KiB of workgroup memory, 32 registers per solving thread). */
 export const NB = 32;
@@ -11,7 +12,7 @@ const POTRF: KernelSpec = { name: 'cholesky.potrfPanel', source: cholSource, ent
 const FINALIZE: KernelSpec = { ...POTRF, name: 'cholesky.finalize', entry: 'finalize' };
 const EYE: KernelSpec = { ...POTRF, name: 'cholesky.eye', entry: 'eye' };
 const SYMMETRIZE: KernelSpec = { ...POTRF, name: 'cholesky.symmetrize', entry: 'symmetrize' };
-const GEMM: KernelSpec = { name: 'trsm.gemm', source: trsmSource, entry: 'gemm', bindings: ['read', 'read', 'write'], uniform: true };
+const GEMM: KernelSpec = { name: 'trsm.gemm', source: trsmSource, entry: 'gemm', bindings: ['read', 'read', 'write', 'read'], uniform: true };
 const SOLVE: KernelSpec = { name: 'trsm.diagSolve', source: trsmSource, entry: 'diagSolve', bindings: ['read', 'write'], uniform: true };
 
 /** A pivot of the Cholesky factorisation was ≤ 0 or NaN: the matrix is not (numerically) positive definite. */
@@ -51,53 +52,111 @@ export function dummy(ctx: GpuContext, slot = 0): Tensor {
   return t;
 }
 
-/** Window of a row-major matrix (or batch of them): element (i,j) at off + z·stride + i·ld + j (transposed: + j·ld + i). */
+/**
+ * Window of a row-major matrix (or batch of them): element (i,j) at off + z·stride + p·pstride + i·ld + j
+ * (transposed: + j·ld + i), z the matrix of the batch, p the pair (GemmDims.pairs; pstride default 0).
+ */
 export interface Window {
   t: Tensor;
   off: number;
   ld: number;
   stride: number;
+  pstride?: number;
   trans?: boolean;
 }
 
+/** Triangular structure and epilogue options of gemmWindow (trsm.wgsl GEMM flags). */
+export interface GemmOptions {
+  alpha?: number;
+  beta?: number;
+  /** Compute only output tiles that touch the lower triangle (symmetric results). */
+  lower?: boolean;
+  /** op(A) upper and op(B) lower triangular: a tile's K loop starts at max(row0, col0) (L⁻ᵀ·L⁻¹). */
+  triK?: boolean;
+  aUpper?: boolean;
+  aLower?: boolean;
+  bLower?: boolean;
+  bUpper?: boolean;
+  /** Skip the whole product for matrices whose gate mode (gate[z·4+2], spd.ts) is not 0. */
+  gate?: Tensor;
+  /** On the window's diagonal: C_old·diagScale + diagAdd instead of C_old (needs beta ≠ 0 for diagScale). */
+  diagScale?: number;
+  diagAdd?: number;
+  /** Force the tile (tests: the 128-tile is otherwise never chosen on CPU adapters). */
+  tile?: 64 | 128;
+  /** Sum each K slice separately before adding it (rounding ~ BK + K/BK additions instead of K). */
+  sliced?: boolean;
+  /** Names the dispatch trsm.gemm.<label> (profiles: which product costs what). */
+  label?: string;
+}
+
+const gemmSpecs = new Map<string, KernelSpec>();
+function gemmSpec(label?: string): KernelSpec {
+  if (!label) return GEMM;
+  let s = gemmSpecs.get(label);
+  if (!s) gemmSpecs.set(label, (s = { ...GEMM, name: `${GEMM.name}.${label}` }));
+  return s;
+}
+
+// 128×128 tiles (8×8 per thread) once this many would be launched; below, 64×64 tiles (4×4) fill the
+// GPU better. An estimate (2 resident workgroups on each of the H200's 132 SMs); CPU adapters pay
+// per barrier and always use the small tile with its longer K slice.
+const BIG_TILES = 264;
+
 /**
- * C = beta·C + alpha·op(A)·op(B) on windows (internal building block). `lower`: compute only output
- * tiles that touch the lower triangle; `triK`: op(A), op(B) are triangular so that a tile's K loop
- * starts at max(row0, col0). A or B may be the same tensor as C (read windows must not overlap C's).
+ * C = beta·C + alpha·op(A)·op(B) on windows (internal building block), batched over dims.batch
+ * matrices × dims.pairs window pairs. Triangular flags (GemmOptions) shorten each tile's K loop; the
+ * zeros of triangular operands must be stored. A or B may be the same tensor as C (read windows
+ * must not overlap C's).
  */
 export function gemmWindow(
   ctx: GpuContext, a: Window, b: Window, c: Window,
-  dims: { M: number; N: number; K: number; batch: number },
-  o: { alpha?: number; beta?: number; lower?: boolean; triK?: boolean } = {},
+  dims: { M: number; N: number; K: number; batch: number; pairs?: number },
+  o: GemmOptions = {},
 ): void {
   const { M, N, K, batch } = dims;
-  if (M <= 0 || N <= 0) return;
+  const pairs = dims.pairs ?? 1;
+  if (M <= 0 || N <= 0 || pairs <= 0) return;
   const aIsC = a.t.buffer === c.t.buffer;
   const bIsC = b.t.buffer === c.t.buffer;
+  const diag = o.diagScale !== undefined || o.diagAdd !== undefined;
+  const flags = (o.lower ? 1 : 0) | (o.triK || o.aUpper ? 2 : 0) | (o.triK || o.bLower ? 4 : 0) | (o.aLower ? 8 : 0)
+    | (o.bUpper ? 16 : 0) | (o.gate ? 32 : 0) | (diag ? 64 : 0);
   const u = packUniforms([
-    ['u32', M], ['u32', N], ['u32', K], ['u32', (o.lower ? 1 : 0) | (o.triK ? 2 : 0)],
-    ['u32', a.off], ['u32', a.ld], ['u32', a.stride], ['u32', b.off],
-    ['u32', b.ld], ['u32', b.stride], ['u32', c.off], ['u32', c.ld],
-    ['u32', c.stride], ['f32', o.alpha ?? 1], ['f32', o.beta ?? 0], ['u32', 0],
+    ['u32', M], ['u32', N], ['u32', K], ['u32', flags],
+    ['u32', a.off], ['u32', a.ld], ['u32', a.stride], ['u32', a.pstride ?? 0],
+    ['u32', b.off], ['u32', b.ld], ['u32', b.stride], ['u32', b.pstride ?? 0],
+    ['u32', c.off], ['u32', c.ld], ['u32', c.stride], ['u32', c.pstride ?? 0],
+    ['u32', pairs], ['f32', o.alpha ?? 1], ['f32', o.beta ?? 0], ['f32', o.diagScale ?? 1],
+    ['f32', o.diagAdd ?? 0], ['u32', 0], ['u32', 0], ['u32', 0],
   ]);
-  const defines = { GEMM: true, TA: !!a.trans, TB: !!b.trans, A_IS_C: aIsC, B_IS_C: bIsC };
+  const tiles = (t: number) => Math.ceil(M / t) * Math.ceil(N / t) * batch * pairs / (o.lower ? 2 : 1);
+  const big = o.tile ? o.tile === 128 : !isCpuAdapter(ctx) && tiles(128) >= BIG_TILES;
+  const tm = big ? 128 : 64;
+  const defines = { GEMM: true, BIG: big, TA: !!a.trans, TB: !!b.trans, A_IS_C: aIsC, B_IS_C: bIsC, SLICED: !!o.sliced };
   const d = dummy(ctx);
-  ctx.dispatch(GEMM, { defines }, [aIsC ? d : a.t, bIsC ? d : b.t, c.t], [Math.ceil(N / 64), Math.ceil(M / 64), batch], u);
+  ctx.dispatch(gemmSpec(o.label), { defines }, [aIsC ? d : a.t, bIsC ? d : b.t, c.t, o.gate ?? dummy(ctx, 1)], [Math.ceil(N / tm), Math.ceil(M / tm), batch * pairs], u);
 }
 
 /** Solve with one ≤NB diagonal block for `count` vectors (see trsm.wgsl, SOLVE). */
-function diagSolve(
+export function diagSolve(
   ctx: GpuContext, L: Tensor, X: Tensor, batch: number,
-  s: { nb: number; count: number; trans: boolean; offL: number; ldL: number; strideL: number; offX: number; sj: number; sc: number; strideX: number },
+  s: {
+    nb: number; count: number; trans: boolean; offL: number; ldL: number; strideL: number; offX: number; sj: number; sc: number; strideX: number;
+    /** All diagonal blocks at once: `pairs` blocks, block p at + p·pstride, nb = count = min(NB, nbEnd − p·NB). */
+    pairs?: number; pstrideL?: number; pstrideX?: number; nbEnd?: number;
+  },
 ): void {
   if (s.count <= 0) return;
   const same = L.buffer === X.buffer;
+  const pairs = s.pairs ?? 1;
   const u = packUniforms([
-    ['u32', s.nb], ['u32', s.count], ['u32', s.trans ? 1 : 0], ['u32', 0],
+    ['u32', s.nb], ['u32', s.count], ['u32', s.trans ? 1 : 0], ['u32', s.nbEnd !== undefined ? 1 : 0],
     ['u32', s.offL], ['u32', s.ldL], ['u32', s.strideL], ['u32', s.offX],
-    ['u32', s.sj], ['u32', s.sc], ['u32', s.strideX], ['u32', 0],
+    ['u32', s.sj], ['u32', s.sc], ['u32', s.strideX], ['u32', pairs],
+    ['u32', s.pstrideL ?? 0], ['u32', s.pstrideX ?? 0], ['u32', s.nbEnd ?? 0], ['u32', 0],
   ]);
-  ctx.dispatch(SOLVE, { defines: { L_IS_X: same } }, [same ? dummy(ctx) : L, X], [Math.ceil(s.count / 64), batch], u);
+  ctx.dispatch(SOLVE, { defines: { L_IS_X: same } }, [same ? dummy(ctx) : L, X], [Math.ceil(s.count / 64), batch * pairs], u);
 }
 
 function elementwise(ctx: GpuContext, spec: KernelSpec, m: Tensor, n: number, batch: number, blocks?: Tensor): void {
@@ -139,7 +198,7 @@ export function cholesky(ctx: GpuContext, m: Tensor): { L: Tensor; info: Tensor 
     if (rows <= 0) continue;
     const panel: Window = { t: L, off: (k + nb) * n + k, ld: n, stride: nn };
     gemmWindow(ctx, panel, { ...panel, trans: true }, { t: L, off: (k + nb) * (n + 1), ld: n, stride: nn },
-      { M: rows, N: rows, K: nb, batch }, { alpha: -1, beta: 1, lower: true });
+      { M: rows, N: rows, K: nb, batch }, { alpha: -1, beta: 1, lower: true, label: 'syrk' });
   }
   elementwise(ctx, FINALIZE, L, n, batch, blocks);
   blocks.dispose();
