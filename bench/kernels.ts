@@ -4,7 +4,9 @@
  *   node dist-node/kernels.mjs [--quick] [--torch] [--sweep] [--only attention] [--out bench/out/kernels.json]
  * --quick: small shapes for a CPU/SwiftShader run. --torch: same shapes through PyTorch on this machine
  * (bench/torch_kernels.py) and ratio = torch_ms / ours_ms. --sweep: every matmul tile variant (matmul, kfac).
- * --only KERNEL[,KERNEL…]: just those groups (matmul, gram, cholinv, attention, kfac, epilogue).
+ * --only KERNEL[,KERNEL…]: just those groups (matmul, gram, cholinv, attention, kfac, epilogue, matmul-sweep;
+ * the last two only when named). matmul-sweep: every variant × split-K choice at real widths, validated on the
+ * device (bench/matmul-sweep.ts: --variants, --extra, --cases, --budget-s). --dawn-features a,b: Dawn toggles.
  * kfac: each distinct matmul (M, N, K, transposes, bias, accumulate) that one K-FAC forward+backward of
  * opt-mini at 16 × 2048 tokens issues (kfacMatmuls), with the model's options and default variant/split-K,
  * in its own table with the calls per pass and a total row = Σ calls × ms per pass (ours vs torch).
@@ -16,72 +18,34 @@ import { gramAccumulate } from '../src/kernels/gram';
 import { spdInverse } from '../src/kernels/spd';
 import { attention, attentionBackward, type AttentionImpl } from '../src/kernels/attention';
 import { arg, table, timeAsync, timeGpu, torchTimes, writeJson, type TorchCase } from './harness';
+import { kfacMatmuls, opLabel, randomF32, type KfacMatmul } from './matmul-cases';
+import { dawnGpu, matmulSweep } from './matmul-sweep';
 
 const quick = arg('quick') !== undefined;
 const out = arg('out') ?? 'bench/out/kernels.json';
 const only = arg('only')?.split(',');
-// epilogue is a diagnostic: only when asked for.
-const want = (group: string) => (!only ? group !== 'epilogue' : only.includes(group));
-
-function randomF32(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 31 - 1;
-  }
-  return a;
-}
+// epilogue (a diagnostic) and matmul-sweep (bench/matmul-sweep.ts): only when asked for.
+const want = (group: string) => (!only ? !['epilogue', 'matmul-sweep'].includes(group) : only.includes(group));
+const list = (name: string) => arg(name)?.split(',').filter((x) => x);
 
 interface Row { kernel: string; shape: number[]; ours_ms: number; gflops: number; variant?: string }
-
-interface MatmulCase { transA?: boolean; transB?: boolean; bias?: boolean; accumulate?: boolean }
-
-/** One distinct matmul of the K-FAC pass: what it computes, op(A)·op(B) of M×N×K, and how often per pass. */
-interface KfacMatmul extends MatmulCase { what: string; M: number; N: number; K: number; calls: number }
-
-/**
- * The matmuls one K-FAC forward+backward issues (src/model/kfac.ts: empirical Fisher, one backward, no
- * weight gradients; a sampled-label run repeats the backward and head rows per draw) for `rows` = B·T
- * tokens, hidden d, ffn f, vocab V, L layers. Forward linears: x·Wᵀ + b with W stored [out, in], out_proj
- * and fc2 accumulating into the residual (forward.ts). LM head: crossEntropy (xent.ts) in row chunks of
- * `chunk`: logits h·Eᵀ, then dHidden = dlogits·E (K = V, split-K). Backward: dy·W, k/v accumulating
- * into q's input gradient (backward.ts). Attention, LayerNorm and the gram (A, G) kernels use no matmul.
- */
-function kfacMatmuls(rows: number, d: number, f: number, V: number, L: number, chunkRows: number): KfacMatmul[] {
-  const chunk = Math.min(chunkRows, rows);
-  const full = Math.floor(rows / chunk), rest = rows - full * chunk;
-  const lin = { transB: true, bias: true };
-  const head = (M: number, calls: number): KfacMatmul[] => [
-    { what: 'head logits', M, N: V, K: d, transB: true, calls },
-    { what: 'head dhidden', M, N: d, K: V, calls },
-  ];
-  return [
-    { what: 'fwd q/k/v', M: rows, N: d, K: d, ...lin, calls: 3 * L },
-    { what: 'fwd out_proj+res', M: rows, N: d, K: d, ...lin, accumulate: true, calls: L },
-    { what: 'fwd fc1', M: rows, N: f, K: d, ...lin, calls: L },
-    { what: 'fwd fc2+res', M: rows, N: d, K: f, ...lin, accumulate: true, calls: L },
-    ...head(chunk, full),
-    ...(rest ? head(rest, 1) : []),
-    { what: 'bwd fc2', M: rows, N: f, K: d, calls: L },
-    { what: 'bwd fc1', M: rows, N: d, K: f, calls: L },
-    { what: 'bwd out_proj/q', M: rows, N: d, K: d, calls: 2 * L },
-    { what: 'bwd k/v (+=)', M: rows, N: d, K: d, accumulate: true, calls: 2 * L },
-  ];
-}
-
-/** 'C+=Aᵀ·B+b'-style label of a case's options. */
-function opLabel(c: MatmulCase): string {
-  return `${c.accumulate ? 'C+=' : ''}${c.transA ? 'Aᵀ' : 'A'}·${c.transB ? 'Bᵀ' : 'B'}${c.bias ? '+b' : ''}`;
-}
 
 const mmReps = (flops: number) => (quick ? 1 : Math.max(3, Math.min(50, Math.round(4e11 / flops))));
 
 async function main() {
-  const ctx = await GpuContext.create({ needs: { maxStorageBufferBindingSize: quick ? 128 << 20 : 1 << 30, maxBufferSize: quick ? 256 << 20 : 1 << 30 } });
+  const dawnFeatures = arg('dawn-features');
+  const ctx = await GpuContext.create({
+    needs: { maxStorageBufferBindingSize: quick ? 128 << 20 : 1 << 30, maxBufferSize: quick ? 256 << 20 : 1 << 30 },
+    gpu: dawnFeatures ? await dawnGpu(dawnFeatures) : undefined,
+  });
   const info = ctx.gpu.info;
-  console.log(`adapter: ${JSON.stringify(info)}`);
+  console.log(`adapter: ${JSON.stringify(info)}${dawnFeatures ? `, dawn features ${dawnFeatures}` : ''}`);
   const rows: Row[] = [];
+  const date = new Date().toISOString();
+  const sweep = !want('matmul-sweep') ? undefined : await matmulSweep(ctx, {
+    quick, torch: !!arg('torch'), variants: list('variants'), extra: list('extra'), cases: list('cases'), budgetS: Number(arg('budget-s') ?? 180),
+    save: (j) => writeJson(out, { adapter: info, date, quick, dawn_features: dawnFeatures ?? null, matmul_sweep: j }),
+  });
 
   // matmul M=N=K
   const sizes = !want('matmul') ? [] : quick ? [128, 256] : [512, 1024, 2048, 4096];
@@ -118,14 +82,19 @@ async function main() {
     x.dispose(); acc.dispose();
   }
 
-  // Cholesky + inverse (with the library's precision strategy)
-  for (const n of !want('cholinv') ? [] : quick ? [64, 128] : [256, 768, 1024, 2048, 3072, 4096]) {
-    const x = randomF32(n * 2 * n, 5);
-    const g = ctx.upload(x, [n, 2 * n]);
-    const m = matmul(ctx, g, g, { transB: true, alpha: 1 / (2 * n) });
-    const ms = await timeAsync(async () => { const inv = await spdInverse(ctx, m, { damping: 0.01 }); inv.dispose(); }, quick ? 1 : 3);
-    rows.push({ kernel: 'cholinv', shape: [n], ours_ms: ms, gflops: n ** 3 / ms / 1e6 });
-    g.dispose(); m.dispose();
+  // Cholesky + inverse (with the library's precision strategy, spd.ts) on two matrices per n: the
+  // bench's G·Gᵀ/(2n) + 1% damping (κ ≈ 30: the correction series stops after its first term) and
+  // G·Gᵀ/m with G n×(n+p), p = ⌈4n/1000⌉, undamped (κ ≈ 16n²/p² ≈ 1e6: 3–4 terms). torch's time
+  // does not depend on κ (same torch row for both).
+  for (const n of !want('cholinv') ? [] : quick ? [64, 128] : [256, 768, 1024, 2048, 3072, 4096, 8192]) {
+    for (const [variant, cols, damping] of [['cond~30 λ=0.01', 2 * n, 0.01], ['cond~1e6', n + Math.ceil((4 * n) / 1000), 0]] as const) {
+      const g = ctx.upload(randomF32(n * cols, 5), [n, cols]);
+      const m = matmul(ctx, g, g, { transB: true, alpha: 1 / cols });
+      g.dispose();
+      const ms = await timeAsync(async () => { const inv = await spdInverse(ctx, m, { damping }); inv.dispose(); }, quick ? 1 : 3);
+      rows.push({ kernel: 'cholinv', shape: [n], ours_ms: ms, gflops: n ** 3 / ms / 1e6, variant });
+      m.dispose();
+    }
   }
 
   // Causal attention [B·T, H·hd] as in the model (opt-mini: B 16, H 4; OPT-125m: B 2, H 12; hd 64, T 2048),
@@ -254,7 +223,10 @@ async function main() {
   });
   table(results.map((r) => ({ ...r, shape: (r.shape as number[]).join('×') }) as Record<string, string | number | null>));
   const kfacJson = kfac.length ? kfacReport(kfac, kfacRows, kfacTorch, kfacTokens, kfacChunk) : undefined;
-  writeJson(out, { adapter: info, date: new Date().toISOString(), quick, results, ...(kfacJson ? { kfac: kfacJson } : {}), ...(epilogueRows.length ? { epilogue: epilogueRows } : {}) });
+  writeJson(out, {
+    adapter: info, date, quick, ...(dawnFeatures ? { dawn_features: dawnFeatures } : {}), results, ...(kfacJson ? { kfac: kfacJson } : {}),
+    ...(epilogueRows.length ? { epilogue: epilogueRows } : {}), ...(sweep ? { matmul_sweep: sweep } : {}),
+  });
   ctx.destroy();
 }
 

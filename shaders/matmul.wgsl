@@ -52,23 +52,12 @@ fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 }
 #else
 
-struct Params {
-  M: u32, N: u32, K: u32, strideA: u32,
-  strideB: u32, alpha: f32, kSplit: u32, nb: u32,   // kSplit, nb: split-K only (K per split, batch count)
-}
-
+// Params and bindings 0–4: matmul-bindings.wgsl, prepended by the wrapper.
 #if VEC4
-@group(0) @binding(0) var<storage, read> A: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> B: array<vec4<f32>>;
 const VW: u32 = 4u;
 #else
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<f32>;
 const VW: u32 = 1u;
 #endif
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
 
 #if REG
 // ---- REG: register-tiled kernel without workgroup memory (CPU / fallback adapters) ----

@@ -2,43 +2,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { gpu } from './helpers/gpu';
 import { randn, f32 } from './helpers/rng';
+import { checkMatmul as check, seqRun } from './helpers/matmul-check';
 import { matmul, planSplitK, MATMUL_VARIANTS, SPLIT_MAX, type MatmulOptions } from '../src/kernels/matmul';
 import { matmulRef } from '../src/reference/linalg';
 import { ShapeError } from '../src/gpu/errors';
 import type { GpuContext } from '../src/gpu/context';
 import { loadCheckpoint } from '../src/io/checkpoint';
 
-const EPS = 2 ** -23;
-
-/**
- * Error model: any fp32 summation order of K products satisfies |ĉ − c| ≤ γ_K·|alpha|·Σ_k|a_ik b_kj|
- * with γ_K ≈ K·2⁻²⁴ (Higham); the alpha/bias/accumulate roundings add a few ulps of
- * mag = |alpha|·Σ|ab| + |bias| + |out| (not of the result, which may cancel). We allow
- * (K + 4)·eps·|alpha|·Σ|ab| + 4·eps·mag — a worst-case bound, so the test never flakes, while any
- * indexing bug gives O(1) errors.
- */
-function check(got: Float32Array, ref: { c: Float64Array; absSum: Float64Array; mag: Float64Array }, K: number, alpha: number, label: string) {
-  expect(got.length).toBe(ref.c.length);
-  let worst = 0;
-  for (let i = 0; i < ref.c.length; i++) {
-    // K is the longest sequential run: the whole K, or with split-K kSplit + 2⌈log2 S⌉ (pairwise reduce).
-    const tol = (K + 4) * EPS * Math.abs(alpha) * ref.absSum[i] + 4 * EPS * ref.mag[i] + 1e-30;
-    const err = Math.abs(got[i] - ref.c[i]);
-    if (!(err <= tol)) throw new Error(`${label}: element ${i} got ${got[i]}, want ${ref.c[i]} (tol ${tol})`);
-    worst = Math.max(worst, err / tol);
-  }
-  return worst;
-}
-
 interface Case { M: number; K: number; N: number; batch: number; aBatched: boolean; bBatched: boolean; o: MatmulOptions & { useBias?: boolean; useOut?: boolean } }
-
-/** Longest sequential fp32 run of one output element with split-K forced to `splits` (see planSplitK). */
-function seqRun(K: number, splits?: number): number {
-  if (!splits) return K;
-  const p = planSplitK(1, 1, K, 1, 1, 1 << 30, splits);
-  // The reduce's binary-counter tree: ≤ ⌊log2 S⌋ levels, then one add per further set bit of S.
-  return p.kSplit + 2 * Math.ceil(Math.log2(p.splits));
-}
 
 async function runCase(ctx: GpuContext, c: Case, seed: number) {
   const { M, K, N, batch, o } = c;
@@ -139,7 +110,8 @@ describe('matmul', () => {
   it('every variant on an edge-crossing shape', async () => {
     const ctx = await gpu();
     // One case per variant (SwiftShader is slow with barriers): alternate vec4/scalar loads and transposes.
-    for (const [i, v] of MATMUL_VARIANTS.entries()) {
+    // The warp-tiled variants have their own file (matmul-warp.test.ts).
+    for (const [i, v] of MATMUL_VARIANTS.filter((x) => !x.warp).entries()) {
       const c = i % 2 === 0 ? { M: 70, K: 44, N: 68, o: { variant: v.name, transB: i % 4 === 0 } } : { M: 33, K: 41, N: 68, o: { variant: v.name, transA: i % 4 === 1, useBias: true } };
       await runCase(ctx, { ...c, batch: 1, aBatched: false, bBatched: false }, 100 + i);
     }
