@@ -17,8 +17,12 @@ maxima). Stock from_pretrained cannot load it (the shapes differ per layer), so 
      mean cross-entropy of positions 1..seqlen-1 per window, exp of the mean over windows (float64).
 With --zeroed FOLDER it also loads the zeroed (non-compact) export with from_pretrained and reports
 both perplexities and their relative difference (the compact model should match within 1e-5).
+With --report (report.json of `llm-surgeon prune --compact`, default FOLDER/report.json when present)
+the windows are the report's (perplexity.seqlen / .windows unless given) and the perplexity is checked
+against ours: report.perplexity.pruned (the zeroed model) and report.compaction.perplexity (the compact
+one) within --rtol (default 1e-4); exit 1 when either differs more.
 
-  python3 bench/compact_loader.py --folder COMPACT --ids ids.json --seqlen 128 [--windows 8] [--zeroed DENSE] [--json out.json]
+  python3 bench/compact_loader.py --folder COMPACT --ids ids.json [--seqlen 128] [--windows 8] [--zeroed DENSE] [--report R] [--json out.json]
   python3 bench/compact_loader.py --selftest      # needs only torch
 
 Float32 compute with TF32 off; the stock load and the perplexity are bench/verify_export.py's.
@@ -26,6 +30,7 @@ Float32 compute with TF32 off; the stock load and the perplexity are bench/verif
 import argparse
 import json
 import math
+import os
 import sys
 
 import torch
@@ -194,10 +199,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--folder", help="compact folder (config.json with compact_layers + model.safetensors)")
     ap.add_argument("--ids", help=".json list of token ids")
-    ap.add_argument("--seqlen", type=int, default=128)
+    ap.add_argument("--seqlen", type=int, help="default: the report's perplexity.seqlen, else 128")
     ap.add_argument("--windows", type=int, help="default: all whole windows")
     ap.add_argument("--zeroed", help="the same model exported without compaction (loaded with from_pretrained)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--report", help="report.json of the prune (default FOLDER/report.json when present)")
+    ap.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance against the report's perplexities")
     ap.add_argument("--json", help="write the result here")
     ap.add_argument("--selftest", action="store_true", help="check the layout rules with torch only, then exit")
     args = ap.parse_args()
@@ -208,6 +215,14 @@ def main():
         ap.error("--folder and --ids are required (or --selftest)")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    report = None
+    rpath = args.report or f"{args.folder}/report.json"
+    if args.report or os.path.exists(rpath):
+        with open(rpath) as fh:
+            report = json.load(fh)
+    pp = (report or {}).get("perplexity") or {}
+    args.seqlen = args.seqlen or pp.get("seqlen") or 128
+    args.windows = args.windows or pp.get("windows")
     with open(args.ids) as fh:
         ids = torch.tensor(json.load(fh), dtype=torch.long)
     windows = args.windows or ids.numel() // args.seqlen
@@ -224,11 +239,25 @@ def main():
         res["params_zeroed"] = count_params(z)
         res["ppl_zeroed"] = perplexity(z, ids, args.seqlen, windows, args.device)
         res["rel_diff"] = abs(res["ppl_compact"] - res["ppl_zeroed"]) / res["ppl_zeroed"]
+    failures = []
+    if args.zeroed and res["rel_diff"] > 1e-5:
+        failures.append(f"compact vs zeroed (torch) rel {res['rel_diff']:.2e} > 1e-5")
+    if report is not None:
+        ours = {"pruned": pp.get("pruned"), "compact": ((report.get("compaction") or {}).get("perplexity"))}
+        res["ours"] = ours
+        for k, v in ours.items():
+            if v is None:
+                continue
+            rel = abs(res["ppl_compact"] - v) / v
+            res[f"rel_vs_ours_{k}"] = rel
+            if rel > args.rtol:
+                failures.append(f"perplexity {res['ppl_compact']:.6f} (torch, compact folder) vs ours ({k}) {v:.6f}: rel {rel:.2e} > {args.rtol}")
+    res["failures"], res["ok"] = failures, not failures
     print(json.dumps(res, indent=2))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=2)
-    if args.zeroed and res["rel_diff"] > 1e-5:
+    if failures:
         sys.exit(1)
 
 

@@ -1,10 +1,38 @@
 #!/usr/bin/env bash
-# One GPU-machine call for issue 13's scale targets (after gpu-pack.sh; no models travel: the shapes are
-# random-weight models built in memory): OPT-125m under 2 GiB and OPT-1.3B under 8 GiB, structured and
-# unstructured, 2 shots each (seconds per shot and per phase), 128 × 2048 calibration.
-#   bash bench/h200-scale.sh [SHAPES] [BUDGETS]     (outputs in $OUT: h200-scale.json)
+# One GPU-machine call per issue-13 scale target (after gpu-pack.sh; no models travel: the shapes are
+# random-weight models built in memory). Each preset is one job list of bench/scale.ts; it prints the
+# plan (floor, schedule, estimate, FLOP-model seconds per shot) before each job, then the measured peak
+# and seconds per shot and phase, and writes $OUT/h200-scale-<preset>.json.
+#   bash bench/h200-scale.sh PRESET
+# Presets (bench/scale-plan.ts's estimate per shot: the K-FAC kernels as profiled on the H200 on 2026-12-04
+# plus spdInverse scaled by n³ from its 128.8 ms at n = 3072; add ~1 min per job for model build, upload,
+# host transfers and download at 1.3B, ~3 min at 7B):
+#   125m            OPT-125m, rows-cols + element, 2 GiB, 128 × 2048, 2 shots        (~15 s per shot)
+#   1.3b-rc-32      OPT-1.3B, rows-cols, 8 GiB, 32 × 2048, 2 shots                  (~160 s per shot, 126 s inverses)
+#   1.3b-el-32      OPT-1.3B, element,   8 GiB, 32 × 2048, 2 shots                  (~160 s per shot)
+#   1.3b-rc-128     OPT-1.3B, rows-cols, 8 GiB, 128 × 2048, 1 shot                  (~260 s)
+#   1.3b-el-128     OPT-1.3B, element,   8 GiB, 128 × 2048, 1 shot                  (~260 s)
+#   6.7b-rc-8       OPT-6.7B, rows-cols, 130 GiB, 8 × 2048, 1 shot   (host ~120 GiB: nvidia-h200-x2; ~1380 s,
+#                   1350 s of it the 64 inverses of 16384²: over a 10-minute call until spdInverse is faster)
+#   llama7b-rc-16   Llama-7B, rows-cols, 130 GiB, 16 × 2048, 1 shot  (host ~92 GiB: nvidia-h200-x2; ~735 s,
+#                   676 s inverses: likewise)
+#   *-kobd          the same job with --method kobd (no inverses): the schedule's passes and peak, not the surgeon's
+set -euo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 mkdir -p node_modules/webgpu && cp .gpu/nm/index.js .gpu/nm/package.json node_modules/webgpu/
 source .gpu/setup.sh
 export BENCH_COMMIT=$(cat .gpu/commit 2>/dev/null || echo unknown)
-node dist-node/scale.mjs --shapes "${1:-opt-125m,opt-1.3b}" --budgets "${2:-2GiB,8GiB}" --nsamples 128 --seqlen 2048 --shots 2 --sparsity 0.025 --out "$OUT/h200-scale.json" 2>&1 | tail -n 40
+preset=${1:-125m}
+case "$preset" in
+  125m)          a=(--shapes opt-125m --structures rows-cols,element --budgets 2GiB --nsamples 128 --shots 2) ;;
+  1.3b-rc-32)    a=(--shapes opt-1.3b --structures rows-cols --budgets 8GiB --nsamples 32 --shots 2) ;;
+  1.3b-el-32)    a=(--shapes opt-1.3b --structures element --budgets 8GiB --nsamples 32 --shots 2) ;;
+  1.3b-rc-128)   a=(--shapes opt-1.3b --structures rows-cols --budgets 8GiB --nsamples 128 --shots 1) ;;
+  1.3b-el-128)   a=(--shapes opt-1.3b --structures element --budgets 8GiB --nsamples 128 --shots 1) ;;
+  6.7b-rc-8)     a=(--shapes opt-6.7b --structures rows-cols --budgets 130GiB --nsamples 8 --shots 1) ;;
+  llama7b-rc-16) a=(--shapes llama-7b --structures rows-cols --budgets 130GiB --nsamples 16 --shots 1) ;;
+  *-kobd)        exec env OUT="$OUT" bash "$0" "${preset%-kobd}" --method kobd ;;
+  *) echo "unknown preset $preset (see the header of bench/h200-scale.sh)" >&2; exit 2 ;;
+esac
+free -g | head -2
+node --max-old-space-size=8192 dist-node/scale.mjs "${a[@]}" "${@:2}" --seqlen 2048 --sparsity 0.025 --out "$OUT/h200-scale-$preset.json" 2>&1 | tail -n 60

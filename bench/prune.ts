@@ -5,7 +5,9 @@
  * perplexity on WikiText-2 test windows of seqlen after every shot (eval time reported separately).
  *   node dist-node/prune.mjs --model <dir> --data <dir with test.i32, calib.i32> --structure rows-cols
  *        --sparsity 0.5 [--shots 40] [--method surgeon] [--nsamples 128] [--seqlen 2048] [--eval-every 8]
- *        [--seed 100] [--calib calib.i32] [--batch B] [--attention rows|tiled] [--lora [--lora-lr x] [--lora-rank r] [--lora-targets attention|all] [--lora-fraction f]] [--out f]
+ *        [--seed 100] [--calib calib.i32] [--batch B] [--attention rows|tiled] [--lora [--lora-lr x] [--lora-rank r] [--lora-targets attention|all] [--lora-fraction f]]
+ *        [--uniform [--uniform-heads]] [--out f]
+ * --uniform: rows-cols with the same FFN width in every layer (--uniform-heads: and kv groups), PruneOptions.uniform.
  * --calib F: the calibration ids file in --data (calib-space.i32: joined like the authors' loaders; prepare-data.ts).
  * --eval-every K: also the test perplexity after every K-th shot (its time is left out of the prune seconds).
  * BENCH_COMMIT in the environment is written into the JSON (the device copy of the tree has no .git).
@@ -44,6 +46,7 @@ async function main() {
     ? { lr: num('lora-lr'), rank: num('lora-rank'), fraction: num('lora-fraction'), targets: arg('lora-targets') as 'attention' | 'all' | undefined }
     : undefined;
   if (lora) for (const k of Object.keys(lora) as Array<keyof typeof lora>) if (lora[k] === undefined) delete lora[k];
+  const uniform = arg('uniform') !== undefined, uniformHeads = arg('uniform-heads') !== undefined;
   const out = arg('out') ?? `bench/out/prune-${structure.replace(':', 'of')}-${method}-${sparsity}.json`;
 
   const ctx = await GpuContext.create({ needs: { maxStorageBufferBindingSize: 256 << 20 } });
@@ -64,7 +67,7 @@ async function main() {
   const shotPpl = new Map<number, number>();
   const peer = method === 'sparsegpt' || method === 'wanda';
   const report: PruneReport = peer ? await peerReport() : await pruneModel(ctx, model, calib, {
-    structure, sparsity, shots, method, seed, lora, batch,
+    structure, sparsity, shots, method, seed, lora, batch, uniform, uniformHeads,
     onShotEnd: async (shot) => {
       if (evalEvery <= 0 || shot % evalEvery !== 0) return;
       const ts = performance.now();
@@ -97,7 +100,7 @@ async function main() {
   console.log(`phase seconds: ${JSON.stringify(report.seconds)}`);
   writeJson(out, {
     adapter: ctx.gpu.info, date: new Date().toISOString(), commit: process.env.BENCH_COMMIT ?? null,
-    run: { method, structure, shots: report.shots.length, sparsity, lora: lora ?? false, seed, calib: calibFile, batch: batch ?? null, attention: attentionImpl, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
+    run: { method, structure, shots: report.shots.length, sparsity, lora: lora ?? false, uniform, uniformHeads, seed, calib: calibFile, batch: batch ?? null, attention: attentionImpl, ppl: pruned.ppl, dense_ppl: dense.ppl, seconds: pruneSeconds, achieved: report.achievedSparsity, nsamples, seqlen },
     phases: report.seconds, shots: report.shots.map((e) => ({ ...e, ppl: shotPpl.get(e.shot) })), byModuleType: report.byModuleType, layers: report.layers,
   });
   model.dispose();

@@ -1,7 +1,9 @@
 /**
  * Memory-budgeted pruning of random-weight models of real shape (issue 13's targets), one GPU-machine call:
  *   node dist-node/scale.mjs [--shapes opt-125m,opt-1.3b] [--structures rows-cols,element]
- *        [--budgets 2GiB,8GiB] [--nsamples 128] [--seqlen 2048] [--shots 2] [--sparsity 0.025] [--out f]
+ *        [--budgets 2GiB,8GiB] [--nsamples 128] [--seqlen 2048] [--shots 2] [--sparsity 0.025] [--method surgeon] [--out f]
+ *   node dist-node/scale.mjs --plan-only [--nsamples 128,32] …   (no GPU: floors, plans, time estimates;
+ *        bench/scale-plan.ts; --host-budget N GiB, default the job's own: half of this machine's memory)
  * Per (shape, structure): the plan prune() makes under the shape's budget, the estimated and the pool's
  * measured peak, seconds per shot and per phase. Weights are uniform with std 0.02 (shape-only timing;
  * quality stays on the fixtures); calibration ids are random. A few shots at a proportionally small
@@ -9,19 +11,13 @@
  * on the target). Prints a table and writes { runs: [...] } in bench/results/h200-scale.json's schema
  * (the authors' columns stay null here: the official harness runs beside this script).
  */
-import { parseModelConfig, expectedTensors, type ModelConfig } from '../src/io/config';
-import type { LoadedCheckpoint } from '../src/io/checkpoint';
+import { parseModelConfig } from '../src/io/config';
 import { prune, type PruneJobOptions } from '../src/index';
+import { defaultHostBudget, describePlan } from '../src/api/plan';
 import { arg, table, writeJson } from './harness';
+import { randomCheckpoint, SHAPES } from './shapes';
+import { planRow, printPlanRow } from './scale-plan';
 
-const SHAPES: Record<string, Record<string, unknown>> = {
-  // a smoke test of this script on a software GPU
-  'opt-tiny': { model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: 32, num_attention_heads: 4, num_hidden_layers: 3, ffn_dim: 256, vocab_size: 64, max_position_embeddings: 64, word_embed_proj_dim: 32, dtype: 'float16' },
-  'opt-125m': { model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: 768, num_attention_heads: 12, num_hidden_layers: 12, ffn_dim: 3072, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 768, dtype: 'float16' },
-  'opt-1.3b': { model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: 2048, num_attention_heads: 32, num_hidden_layers: 24, ffn_dim: 8192, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 2048, dtype: 'float16' },
-  'opt-6.7b': { model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: 4096, num_attention_heads: 32, num_hidden_layers: 32, ffn_dim: 16384, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 4096, dtype: 'float16' },
-  'llama-7b': { model_type: 'llama', architectures: ['LlamaForCausalLM'], hidden_size: 4096, intermediate_size: 11008, num_attention_heads: 32, num_key_value_heads: 32, num_hidden_layers: 32, vocab_size: 32000, max_position_embeddings: 4096, rms_norm_eps: 1e-5, torch_dtype: 'float16' },
-};
 const DEFAULT_BUDGET: Record<string, string> = { 'opt-tiny': '7MiB', 'opt-125m': '2GiB', 'opt-1.3b': '8GiB', 'opt-6.7b': '130GiB', 'llama-7b': '130GiB' };
 
 function bytesOf(s: string): number {
@@ -30,25 +26,33 @@ function bytesOf(s: string): number {
   return Math.round(Number(m[1]) * 2 ** (m[2] === 'GiB' ? 30 : 20));
 }
 
-/** Random weights of the config's tensors: uniform with std 0.02 (fast for billions of values), norms 1. */
-function randomCheckpoint(config: ModelConfig): LoadedCheckpoint {
-  const shapes = expectedTensors(config);
-  const tensors = new Map<string, Float32Array>();
-  let s = 12345 >>> 0;
-  const a = 0.02 * Math.sqrt(3) * 2 / 2 ** 32;
-  for (const [n, sh] of shapes) {
-    const t = new Float32Array(sh.reduce((x, y) => x * y, 1));
-    if (/norm\.weight$/.test(n)) t.fill(1);
-    else if (!n.endsWith('bias')) for (let i = 0; i < t.length; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; t[i] = s * a - 0.02 * Math.sqrt(3); }
-    tensors.set(n, t);
+/** --host-budget, else the job's own default (api/plan.ts: half of this machine's memory). */
+const hostBudget = (): number => (arg('host-budget') ? bytesOf(arg('host-budget')!) : defaultHostBudget(false));
+
+/** --plan-only: every (shape, structure, nsamples) job's floor, plan and time estimate, without a GPU. */
+function planOnly(shapes: string[], structures: string[], budgets: string[] | undefined): void {
+  const seqlen = Number(arg('seqlen') ?? 2048);
+  const host = hostBudget();
+  const opt13 = parseModelConfig(SHAPES['opt-1.3b']);
+  const rows = [];
+  for (const [i, shape] of shapes.entries()) {
+    const c = parseModelConfig(SHAPES[shape]);
+    for (const structure of structures) {
+      for (const ns of (arg('nsamples') ?? '128,32').split(',').map(Number)) {
+        const r = planRow(shape, c, opt13, structure, ns, seqlen, bytesOf(budgets?.[i] ?? DEFAULT_BUDGET[shape]), host);
+        printPlanRow(r);
+        rows.push(r);
+      }
+    }
   }
-  return { config, tensors, shapes, sourceDtype: 'F32', files: [] };
+  writeJson(arg('out') ?? 'bench/out/scale-plan.json', { date: new Date().toISOString(), host_budget_bytes: host, rows });
 }
 
 async function main() {
   const shapes = (arg('shapes') ?? 'opt-125m').split(',');
   const structures = (arg('structures') ?? 'rows-cols,element').split(',');
   const budgets = arg('budgets')?.split(',');
+  if (arg('plan-only')) return planOnly(shapes, structures, budgets);
   const nsamples = Number(arg('nsamples') ?? 128), seqlen = Number(arg('seqlen') ?? 2048);
   const shots = Number(arg('shots') ?? 2), sparsity = Number(arg('sparsity') ?? 0.025);
   const runs: Array<Record<string, unknown>> = [];
@@ -62,10 +66,11 @@ async function main() {
     const ids = Int32Array.from({ length: nsamples * seqlen + 1 }, () => { r = (Math.imul(r, 1103515245) + 12345) >>> 0; return r % config.vocabSize; });
     const budget = bytesOf(budgets?.[i] ?? DEFAULT_BUDGET[shape]);
     for (const structure of structures) {
+      printPlanRow(planRow(shape, config, parseModelConfig(SHAPES['opt-1.3b']), structure, nsamples, seqlen, budget, hostBudget()));
       const t1 = performance.now();
       let seen = '';
       const { report } = await prune(model, {
-        structure, sparsity, shots, memoryBudget: budget,
+        method: arg('method') ?? 'surgeon', structure, sparsity, shots, memoryBudget: budget,
         calibration: { ids, nsamples, seqlen, batch: 1 },
         onProgress: (p) => {
           const at = p.pass ? `shot ${p.shot?.index} pass ${p.pass.index}/${p.pass.total}` : '';
@@ -75,11 +80,13 @@ async function main() {
       } as PruneJobOptions);
       const secs = (performance.now() - t1) / 1000;
       const plan = report.memory.plan;
+      console.log(`  ${shape} ${structure}: ${plan ? describePlan(plan) : 'no plan'}; estimate ${(report.memory.estimatedPeakBytes / 2 ** 30).toFixed(3)} GiB, measured ${(report.memory.measuredPeakBytes / 2 ** 30).toFixed(3)} GiB`);
       runs.push({
-        model: `${shape}-shape`, params, structure, shots, budget_bytes: budget,
+        model: `${shape}-shape`, params, method: arg('method') ?? 'surgeon', structure, shots, budget_bytes: budget,
         peak_bytes: report.memory.measuredPeakBytes, estimate_bytes: report.memory.estimatedPeakBytes,
         passes_per_shot: plan?.passesPerShot ?? null, groups: plan?.groups.length ?? null, head_chunk_rows: plan?.headChunkRows ?? null,
-        host_bytes: plan?.hostBytes ?? null, seconds_per_shot: report.seconds.total / shots, job_seconds: secs,
+        host_bytes: plan?.hostBytes ?? null, split: plan?.split ?? null, streamed: plan?.streamed ?? null, offload_update: plan?.offloadUpdate ?? null,
+        plan: plan ? describePlan(plan) : null, estimate_phases: report.memory.estimate?.phases ?? null, seconds_per_shot: report.seconds.total / shots, job_seconds: secs,
         phases: report.seconds, authors_seconds_per_shot: null, ratio_vs_authors: null,
       });
     }

@@ -9,6 +9,12 @@ counts the exact zeros of every prunable layer's W' = [W | b], and compares both
   - zeros per layer equal to report.layers[i].zeros, parameter counts R·(C+1) (R·C without bias) equal, achieved sparsity equal,
   - for an n:m structure, at least n zeros in every group of m consecutive input columns.
 Optionally (--dense MODEL) the same perplexity of the source model against report.perplexity.dense.
+A compact folder (`prune --compact`, report.json has `compaction`) holds smaller shapes, so instead of
+the zeros per layer: config.json has no compact_layers when the report says it is stock (the folder
+must load as the stock class: --uniform), every decoder layer's FFN width and q/k/v rows are the
+report's compaction.layers, the parameters are compaction.params.after, and the perplexity is also
+checked against compaction.perplexity (the compact model in our runtime). Per-layer (compact_layers)
+folders do not load with from_pretrained: check those with bench/compact_loader.py.
 
   python3 bench/verify_export.py --folder OUT --text wiki.test.raw [--dense opt-mini] [--device cuda] [--json out.json]
 
@@ -86,6 +92,33 @@ def zero_counts(model, nm):
     return out
 
 
+LAYER = re.compile(r"^model\.(decoder\.)?layers\.(\d+)\.(self_attn\.(q_proj|k_proj)|fc1|mlp\.gate_proj)$")
+
+
+def check_compaction(model, folder, comp, failures):
+    """Shapes and parameters of a compact folder against report.json's compaction."""
+    with open(f"{folder}/config.json") as f:
+        cfg = json.load(f)
+    if comp["stockConfig"] and "compact_layers" in cfg:
+        failures.append("report.json says stock config, config.json has compact_layers")
+    hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    got = {}
+    for name, mod in model.named_modules():
+        m = LAYER.match(name)
+        if m:
+            kind = m.group(3).split(".")[-1]
+            got[(int(m.group(2)), "ffn" if kind in ("fc1", "gate_proj") else kind)] = mod.out_features
+    for l in comp["layers"]:
+        want = {"ffn": l["ffnDim"]["after"], "q_proj": l["numHeads"]["after"] * hd, "k_proj": l["numKvHeads"]["after"] * hd}
+        for k, v in want.items():
+            if got.get((l["layer"], k)) != v:
+                failures.append(f"layer {l['layer']} {k}: {got.get((l['layer'], k))} outputs in the folder, report.json compaction implies {v}")
+    params = sum(p.numel() for p in model.parameters())  # a tied head counted once, as the file holds it
+    if params != comp["params"]["after"]:
+        failures.append(f"{params} parameters in the folder, report.json compaction says {comp['params']['after']}")
+    return {"stock_config": "compact_layers" not in cfg, "params": params, "layers": len(comp["layers"])}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--folder", required=True, help="output folder of llm-surgeon prune")
@@ -111,7 +144,25 @@ def main():
 
     t0 = time.time()
     model = load(args.folder, args.device)
-    counts = zero_counts(model, nm)
+    comp = report.get("compaction")
+    if comp:  # the zeros per layer are the zeroed model's; the folder's layers are smaller
+        result["compaction"] = check_compaction(model, args.folder, comp, failures)
+    else:
+        verify_zeros(report, zero_counts(model, nm), nm, failures, result)
+    check_perplexity(args, model, report.get("perplexity"), comp, raw, failures, result)
+    result["seconds"] = time.time() - t0
+    result["failures"] = failures
+    result["ok"] = not failures
+
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    sys.exit(0 if not failures else 1)
+
+
+def verify_zeros(report, counts, nm, failures, result):
+    """Zeros and parameters per prunable layer, and the achieved sparsity, against report.json."""
     by_name = {l["name"]: l for l in report["layers"]}
     if set(counts) != set(by_name):
         failures.append(f"prunable layers differ: model {sorted(set(counts) ^ set(by_name))}")
@@ -127,39 +178,36 @@ def main():
     if zeros / params != report["achievedSparsity"]:
         failures.append(f"achieved sparsity {zeros / params} vs report.json {report['achievedSparsity']}")
 
-    pp = report.get("perplexity")
-    if pp:
-        # .json ids need no tokenizer (transformers would need sentencepiece for a slow Llama tokenizer)
-        tok = None if args.text.endswith(".json") else AutoTokenizer.from_pretrained(args.folder)
-        ids = token_ids(args.text, tok, raw)
-        seqlen, windows = pp["seqlen"], pp["windows"]
-        if ids.numel() // seqlen < windows:
-            failures.append(f"{args.text}: {ids.numel()} tokens hold fewer than {windows} windows of {seqlen}")
-        else:
-            ppl = perplexity(model, ids, seqlen, windows, args.device)
-            rel = abs(ppl - pp["pruned"]) / pp["pruned"]
-            result["pruned"] = {"torch": ppl, "report": pp["pruned"], "rel": rel}
-            if rel > args.rtol:
-                failures.append(f"pruned perplexity {ppl:.6f} (torch) vs {pp['pruned']:.6f} (report.json): rel {rel:.2e} > {args.rtol}")
-            if args.dense:
-                del model
-                dense = perplexity(load(args.dense, args.device), ids, seqlen, windows, args.device)
-                rel = abs(dense - pp["dense"]) / pp["dense"]
-                result["dense"] = {"torch": dense, "report": pp["dense"], "rel": rel}
-                if rel > args.rtol:
-                    failures.append(f"dense perplexity {dense:.6f} (torch) vs {pp['dense']:.6f} (report.json): rel {rel:.2e} > {args.rtol}")
-    else:
-        result["pruned"] = None
-        print("report.json has no perplexity (run prune with --eval); only zeros checked", file=sys.stderr)
-    result["seconds"] = time.time() - t0
-    result["failures"] = failures
-    result["ok"] = not failures
 
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-    sys.exit(0 if not failures else 1)
+def check_perplexity(args, model, pp, comp, raw, failures, result):
+    """Perplexity of the folder (and with --dense of the source) against report.json's."""
+    if not pp:
+        result["pruned"] = None
+        print("report.json has no perplexity (run prune with --eval); only the weights checked", file=sys.stderr)
+        return
+    # .json ids need no tokenizer (transformers would need sentencepiece for a slow Llama tokenizer)
+    tok = None if args.text.endswith(".json") else AutoTokenizer.from_pretrained(args.folder)
+    ids = token_ids(args.text, tok, raw)
+    seqlen, windows = pp["seqlen"], pp["windows"]
+    if ids.numel() // seqlen < windows:
+        failures.append(f"{args.text}: {ids.numel()} tokens hold fewer than {windows} windows of {seqlen}")
+        return
+    ppl = perplexity(model, ids, seqlen, windows, args.device)
+    ours = {"pruned": pp["pruned"]}
+    if comp and comp.get("perplexity") is not None:
+        ours["compact"] = comp["perplexity"]
+    for k, v in ours.items():
+        rel = abs(ppl - v) / v
+        result[k] = {"torch": ppl, "report": v, "rel": rel}
+        if rel > args.rtol:
+            failures.append(f"{k} perplexity {ppl:.6f} (torch) vs {v:.6f} (report.json): rel {rel:.2e} > {args.rtol}")
+    if args.dense:
+        del model
+        dense = perplexity(load(args.dense, args.device), ids, seqlen, windows, args.device)
+        rel = abs(dense - pp["dense"]) / pp["dense"]
+        result["dense"] = {"torch": dense, "report": pp["dense"], "rel": rel}
+        if rel > args.rtol:
+            failures.append(f"dense perplexity {dense:.6f} (torch) vs {pp['dense']:.6f} (report.json): rel {rel:.2e} > {args.rtol}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import { CheckpointFormatError } from '../src/io/errors';
 import { joinWikitextRows } from '../src/io/wikitext';
 import defaultText from './assets/default-text.txt?raw';
 import { renderSparsityChart } from './ui/chart';
+import { CompactView } from './ui/compact';
+import { downloadZip } from './ui/download';
 import { bytes, fillRows, int, pct } from './ui/format';
 import { ProgressView } from './ui/progress';
 import { PruneController } from './ui/prune';
@@ -89,6 +91,7 @@ function applyCapabilities(): void {
   $<HTMLButtonElement>('evaluate').disabled = !(c?.evaluate && model) || busyJob;
   $<HTMLButtonElement>('generate').disabled = !(c?.generate && model) || busyJob;
   $<HTMLButtonElement>('export').disabled = !model || busyJob;
+  $<HTMLButtonElement>('export-compact').disabled = !model || busyJob;
   $<HTMLButtonElement>('load').disabled = !gpuReady || busyJob;
   if (c && !c.prune) notes.push(`Pruning ${c.notes.prune}.`);
   if (c && !c.evaluate) notes.push(`Perplexity ${c.notes.evaluate}.`);
@@ -116,12 +119,16 @@ async function showSparsity(byModule?: Record<string, { params: number; zeros: n
   renderSparsityChart($('chart'), entries, `Exact zeros per prunable weight: ${pct(zeros / Math.max(total, 1), 2)} overall (${int(zeros)} of ${int(total)}).${modules}`, model?.moduleTypes ?? []);
 }
 
+const compactView = new CompactView({ client, log: (m, k) => progress.log(m, k), describe, label: () => model?.label ?? 'model' });
+
 const pruner = new PruneController({
   client,
   progress,
   text: () => text,
   describe,
+  afterStructured: (prompt, n) => compactView.measure(prompt, n),
   setBusy: (b) => {
+    if (b) compactView.clear(); // a job replaces the weights the readout describes
     busyJob = b;
     applyCapabilities();
     if (!b) void refreshMemory();
@@ -138,6 +145,7 @@ $<HTMLFormElement>('model-form').addEventListener('submit', async (ev) => {
   if (typeof spec === 'string') return progress.log(spec, 'error');
   $<HTMLButtonElement>('load').disabled = true;
   model = undefined;
+  compactView.clear();
   const job = ++loadJob;
   $<HTMLTableElement>('model-summary').hidden = true; // the worker drops the previous model first
   $('model-error').textContent = '';
@@ -184,10 +192,7 @@ $<HTMLButtonElement>('export').addEventListener('click', async () => {
   try {
     progress.log('Packing the model as a Hugging Face folder (.zip)…');
     const zip = await client.exportModel();
-    const url = URL.createObjectURL(new Blob([zip as BlobPart], { type: 'application/zip' }));
-    const a = Object.assign(document.createElement('a'), { href: url, download: `${(model?.label ?? 'model').replace(/[^\w.-]+/g, '_')}-weights.zip` });
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    downloadZip(zip, model?.label ?? 'model', 'weights');
     progress.log(`Model zip ready (${bytes(zip.byteLength)}).`);
   } catch (e) {
     progress.log(describe(e), 'error');

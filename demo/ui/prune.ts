@@ -3,12 +3,14 @@
  * cancel button (AbortSignal → the worker's job aborts between steps), a resume button (the job
  * checkpoints every shot to OPFS; resuming continues from the last saved shot with the same settings),
  * optional LoRA corrections between shots (multi-shot methods except magnitude), the per-shot tables
- * (dense vs pruned perplexity; LoRA steps, loss before → after, time), and text generated before and after pruning.
+ * (dense vs pruned perplexity; LoRA steps, loss before → after, time), text generated before and after pruning,
+ * and after a structured prune the compact model's readout (ui/compact.ts).
  */
 
 import type { SurgeonClient } from '../../src/api/client';
 import type { PruneJobReport, PruneSettings } from '../../src/api/job';
 import type { CheckpointSpec } from '../../src/api/jobstore';
+import { describePlan } from '../../src/api/plan';
 import { PruneAbortedError } from '../../src/surgeon/options';
 import { bytes, pct, seconds } from './format';
 import type { ProgressView } from './progress';
@@ -30,6 +32,8 @@ export interface PruneHost {
   setBusy(busy: boolean): void;
   /** Redraw the sparsity chart and anything else that shows the current weights. */
   refresh(report?: PruneJobReport): Promise<void>;
+  /** After a structured prune: the compact model's size and generation speed (ui/compact.ts). */
+  afterStructured(prompt: string, maxNewTokens: number): Promise<void>;
 }
 
 export class PruneController {
@@ -118,7 +122,7 @@ export class PruneController {
     try {
       const est = await client.estimate({ nsamples: s.calibration!.nsamples!, seqlen: s.calibration!.seqlen!, method: s.method, structure: s.structure, evaluate: { seqlen: s.calibration!.seqlen!, windows: s.evaluate!.windows! }, lora: s.lora && typeof s.lora === 'object' ? { rank: s.lora.rank } : undefined });
       const parts = 'factors' in est ? `K-FAC factors ${bytes(est.factors)}` : `calibration hidden states ${bytes(est.hidden)}, one layer's ${est.method === 'sparsegpt' ? 'Hessians' : 'column norms'} ${bytes(est.statistics)}`;
-      const plan = 'plan' in est && est.plan && est.plan.passesPerShot > 1 ? ` Within this page's budget of ${bytes(est.plan.budget ?? 0)}: ${est.plan.passesPerShot} calibration passes per shot (layer groups), ${bytes(est.plan.hostBytes)} parked in host memory.` : '';
+      const plan = 'plan' in est && est.plan && (est.plan.groups.length > 1 || est.plan.split === 'linear') ? ` Within this page's budget of ${bytes(est.plan.budget ?? 0)}: ${describePlan(est.plan)}.` : '';
       $('estimate').textContent = `Estimated peak GPU memory of this job: ${bytes(est.peak)} (weights ${bytes(est.weights)}, ${parts}).${plan}`;
       const prompt = $<HTMLInputElement>('prompt').value;
       const maxNewTokens = num('gen-tokens');
@@ -136,6 +140,7 @@ export class PruneController {
       progress.log('Generating text with the pruned model…');
       const g = await client.generate(prompt, { maxNewTokens });
       $('gen-after').textContent = `${prompt}${g.text}`;
+      if (s.structure === 'rows-cols') await this.host.afterStructured(prompt, maxNewTokens);
       const from = report.resumedFromShot ? ` (resumed after shot ${report.resumedFromShot})` : '';
       const loraTime = report.seconds.lora !== undefined ? `; LoRA corrections took ${seconds(report.seconds.lora)}` : '';
       progress.log(`Pruned to ${pct(report.achievedSparsity, 2)} sparsity${from} in ${seconds((performance.now() - t0) / 1000)}; perplexity ${fmt(report.densePerplexity)} → ${fmt(report.shots.at(-1)?.ppl)}${loraTime}.`);

@@ -5,7 +5,9 @@
  */
 
 import * as Comlink from 'comlink';
+import type { CompactSpeed } from './compact-speed';
 import { rebuildError, WorkerError } from './errors';
+import type { FolderOptions } from './export';
 import type { HostModel, PruneResult, PruneSettings } from './job';
 import type { CheckpointSpec } from './jobstore';
 import type { MemoryEstimate } from './memory';
@@ -24,8 +26,10 @@ export interface SurgeonClient {
   evaluate(opts: EvaluateOptions, o?: { onProgress?: (p: ProgressEvent) => void }): Promise<EvaluateResult>;
   generate(prompt: string, opts?: GenerateOptions): Promise<GenerateResult>;
   sparsity(): Promise<SparsityEntry[]>;
-  /** The current weights as a zipped Hugging Face folder (transferred from the worker). */
-  exportModel(): Promise<Uint8Array>;
+  /** The current weights as a zipped Hugging Face folder (transferred from the worker); `compact`: dead units removed. */
+  exportModel(opts?: FolderOptions): Promise<Uint8Array>;
+  /** Generation speed (tokens/s) and sizes of the current weights, zeroed and compacted (compact-speed.ts). */
+  compactSpeed(prompt: string, opts?: GenerateOptions): Promise<CompactSpeed>;
   memory(): Promise<MemoryStats>;
   benchmark(size?: number, repeats?: number): Promise<BenchmarkResult>;
   /** Test hook: destroy the worker's GPU device as a driver reset would. */
@@ -107,7 +111,8 @@ export function createSurgeonWorker(opts: { worker?: Worker } = {}): SurgeonClie
     evaluate: (opts, o = {}) => run(remote.evaluate(opts, o.onProgress && Comlink.proxy(o.onProgress))),
     generate: (prompt, o) => run(remote.generate(prompt, o)),
     sparsity: () => run(remote.sparsity()),
-    exportModel: () => run(remote.exportModel()),
+    exportModel: (opts) => run(remote.exportModel(opts)),
+    compactSpeed: (prompt, o) => run(remote.compactSpeed(prompt, o)),
     memory: () => run(remote.memory()),
     benchmark: (size, repeats) => run(remote.benchmark(size, repeats)),
     loseDevice: () => run(remote.loseDevice()),

@@ -4,8 +4,11 @@ import { zipSync } from 'fflate';
 import { buildHfFolder } from '../io/export';
 import type { HostModel } from './job';
 
-/** `compact`: remove dead FFN neurons / attention heads physically (io/export.ts ExportOptions.compact). */
-export interface FolderOptions { compact?: boolean }
+/**
+ * `compact`: remove dead FFN neurons / attention heads physically; 'uniform': equal widths in every
+ * layer, a stock config (io/export.ts ExportOptions.compact).
+ */
+export interface FolderOptions { compact?: boolean | 'uniform' }
 
 /** The folder's files in memory, float32 weights (exact), through the same exporter as the CLI. */
 export function modelFolder(m: HostModel, opts: FolderOptions = {}): Record<string, Uint8Array> {

@@ -46,6 +46,7 @@ export async function openJobCheckpoint(job: PreparedJob, batch: number, emit: (
     fisherSamples: opts.fisherSamples ?? 0, maxCorrelate: opts.maxCorrelate, maxChunk: resolved.maxChunk,
     calibration: { nsamples: opts.calibration?.nsamples ?? 128, seqlen, seed, batch },
     lora: opts.lora ?? false, // first-order corrections change the weights of every later shot
+    ...(resolved.uniform ? { uniform: resolved.uniform } : {}), // only when set: older checkpoints keep their fingerprint
   };
   const fingerprint = { model: modelFingerprint(host), options: new Hasher().text(stableJson(settings)).hex(), calibration: calH.hex() };
   const old = opts.checkpoint!.resume === false ? undefined : await readState(store);

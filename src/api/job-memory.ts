@@ -28,6 +28,8 @@ export interface JobMemory {
   resolved?: Pick<Resolved, 'independent' | 'maxChunk' | 'lora'>;
   /** The job's perplexity runs (dense, per shot, pruned): window length and windows. */
   evaluate?: { seqlen: number; windows: number };
+  /** Sampled-label draws per K-FAC batch (PruneOptions.fisherSamples; 0: the true labels). */
+  fisherSamples?: number;
 }
 
 export const isPeerMethod = (m: string): m is PeerMethod => m === 'sparsegpt' || m === 'wanda';
@@ -43,7 +45,7 @@ export function jobMemorySettings(j: JobMemory): MemorySettings {
   return {
     nsamples: Math.max(1, j.windows), seqlen: j.seqlen, batch: kfacBatchOf(j.windows, j.seqlen, j.batch), method: j.method, structure: j.structure,
     maxChunk: r && (r.independent ? 1 : r.maxChunk),
-    evaluate: j.evaluate,
+    evaluate: j.evaluate, fisherSamples: j.fisherSamples,
     lora: r?.lora && { rank: r.lora.rank, targets: r.lora.targets, batch: r.lora.batch, fraction: r.lora.fraction },
   };
 }

@@ -16,7 +16,7 @@ import { resolvePeer, type ResolvedPeer } from '../surgeon/peers/index';
 import type { HostModel, JobMethod, PruneJobOptions, TextOrIds } from './job';
 import { checkJobMemory, isPeerMethod, jobMemorySettings, kfacBatchOf, type JobMemory, type PlannedEstimate } from './job-memory';
 import { LimitExceededError } from '../gpu/errors';
-import { autoKfacBatch, type DeviceLimits } from './memory';
+import { autoKfacBatch, largestFit, type DeviceLimits } from './memory';
 import type { PeerMemoryEstimate } from './memory-peers';
 import type { PrunePlan } from './plan';
 import type { ProgressEvent } from './types';
@@ -24,6 +24,7 @@ import type { ProgressEvent } from './types';
 // Estimated peak GPU memory up to which calibration batch 'auto' raises the K-FAC batch (the CLI's
 // default: a large GPU gets more windows per forward/backward, a small job stays small).
 const AUTO_BATCH_BUDGET = 4 * 2 ** 30;
+const AUTO_MAX_BATCH = 16; // autoKfacBatch's default maxBatch
 
 /** A job whose inputs are tokenised and checked, ready for planJob and runPreparedJob. */
 export interface PreparedJob {
@@ -118,7 +119,7 @@ export function planJob(job: PreparedJob, lim: DeviceLimits, inUse = 0): JobPlan
   const { host, opts, method, calib, seqlen } = job;
   const ev = job.evaluate;
   const mem: JobMemory = {
-    method, structure: opts.structure, windows: calib.length, seqlen, resolved: job.resolved,
+    method, structure: opts.structure, windows: calib.length, seqlen, resolved: job.resolved, fisherSamples: opts.fisherSamples,
     evaluate: ev && { seqlen: ev.seqlen, windows: ev.windows },
   };
   if (job.peer) return { batch: 1, estimate: checkJobMemory(host.config, mem, lim, opts.memoryBudget, inUse) };
@@ -131,11 +132,13 @@ export function planJob(job: PreparedJob, lim: DeviceLimits, inUse = 0): JobPlan
     asked = autoBatch?.batch;
   }
   let batch = kfacBatchOf(calib.length, seqlen, asked);
-  // autoKfacBatch weighs the all-at-once estimate; under a memoryBudget the planned (streamed) peak is
-  // what counts, and its curvature phase grows with the batch: an automatic batch steps down until the
-  // plan fits (an explicit batch is the user's and is refused as it is).
-  while (autoBatch && opts.memoryBudget !== undefined && batch > 1 && !fits(() => checkJobMemory(host.config, { ...mem, batch }, lim, opts.memoryBudget, inUse))) {
-    batch -= 1;
+  // autoKfacBatch weighs the all-at-once estimate; under a memoryBudget the planned peak is what counts
+  // (a finer schedule may hold a larger batch than one group does): an automatic batch is the largest
+  // (≤ AUTO_MAX_BATCH windows) whose plan fits. Its peak grows with the batch in every schedule, so a
+  // bisection finds it. An explicit batch is the user's and is refused as it is.
+  if (autoBatch && opts.memoryBudget !== undefined) {
+    const ok = (b: number) => fits(() => checkJobMemory(host.config, { ...mem, batch: b }, lim, opts.memoryBudget, inUse));
+    batch = Math.max(1, largestFit(1, Math.min(AUTO_MAX_BATCH, Math.max(1, calib.length)), ok));
     autoBatch = { ...autoBatch, batch };
   }
   const estimate = checkJobMemory(host.config, { ...mem, batch }, lim, opts.memoryBudget, inUse) as PlannedEstimate;

@@ -188,6 +188,7 @@ async function pruneSurgeon(ctx: GpuContext, gpu: DecoderModel, job: PreparedJob
   return pruneModel(ctx, gpu, job.calib, {
     ...(job.opts as PruneJobOptions & { method?: PruneOptions['method'] }), seed: job.seed, evaluate: ev?.everyShot ? ev : undefined, signal: job.opts.signal,
     startShot: ck?.startShot ?? 0, priorShots: ck?.priorShots, batch: plan.batch, groups: plan.plan?.groups, headChunkRows: plan.plan?.headChunkRows,
+    split: plan.plan?.split, streamed: plan.plan?.streamed, offloadUpdate: plan.plan?.offloadUpdate,
     onProgress: (p: PruneProgress) => {
       const [a, b] = PHASE_SPAN[p.phase] ?? [0, 1];
       const li = p.layer ? names.indexOf(p.layer) : -1;

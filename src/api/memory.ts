@@ -36,20 +36,19 @@
  * helpers exported here, with the same refusal (checkFit).
  */
 
-import type { GpuContext } from '../gpu/context';
 import { bucketSize } from '../gpu/pool';
 import { LimitExceededError } from '../gpu/errors';
 import { expectedTensors, familySpec, type ModelConfig, type PrunableLayer } from '../io/config';
 import { packedCols } from '../arch/types';
-import {
-  llamaCachedTensors, llamaEmbedAllocs, llamaFinalAllocs, llamaFinalBackwardAllocs, llamaLayerAllocs, llamaLayerBackwardAllocs,
-  type LayerAllocs, type LayerWalkOptions,
-} from '../arch/llama/memory';
-import { optCachedTensors, optEmbedAllocs, optFinalAllocs, optFinalBackwardAllocs, optLayerAllocs, optLayerBackwardAllocs } from '../arch/opt/memory';
-import { GRAM_MIN_WORKGROUPS, planGramSplits } from '../kernels/gram';
-import { isCpuAdapter, planSplitK } from '../kernels/matmul';
-import { DEFAULT_CHUNK_BYTES } from '../kernels/xent';
+import { planSplitK } from '../kernels/matmul';
 import { defaultKfacBatch } from '../model/kfac';
+import {
+  cachedBytes, chunkRowsFor, colSumScratch, crossEntropyAllocs, f32, familyWalk, gramScratch, onesOf, replayPass, splitScratch, Tally,
+  type DeviceLimits, type TallyHooks,
+} from './memory-tally';
+import { factorBytes, linearWeightBytes, problemsBytes, streamedPassBytes } from './memory-schedule';
+
+export { cachedBytes, deviceLimits, f32, familyWalk, gramScratch, replayPass, splitScratch, Tally, type DeviceLimits, type FamilyWalk, type TallyHooks } from './memory-tally';
 
 export interface MemorySettings {
   /** Calibration windows and tokens per window. */
@@ -77,20 +76,16 @@ export interface MemorySettings {
   groups?: readonly (readonly number[])[];
   /** Rows per LM-head cross-entropy chunk in the K-FAC passes (default: xent's 512 MiB of logits). */
   headChunkRows?: number;
+  /** Problems, inverses, costs and updates one prunable linear at a time (the pass's other factors parked on the host). */
+  split?: 'layer' | 'linear';
+  /** Streamed passes (model/kfac-stream.ts): `groups` run top-down, each saving only its own layers. */
+  streamed?: boolean;
+  /** The update pass keeps only the updated linear's weights on the GPU (prune.ts offloadUpdate). */
+  offloadUpdate?: boolean;
+  /** Sampled-label draws per calibration batch (0: the true labels, one backward). */
+  fisherSamples?: number;
 }
 
-export interface DeviceLimits {
-  maxStorageBufferBindingSize: number;
-  maxBufferSize: number;
-  /** A software/CPU adapter (kernels/matmul isCpuAdapter): gram plans no occupancy splits there. Default false (the larger scratch). */
-  cpuAdapter?: boolean;
-}
-
-/** The limits of a context as the estimates read them. */
-export function deviceLimits(ctx: GpuContext): DeviceLimits {
-  const l = ctx.limits;
-  return { maxStorageBufferBindingSize: l.maxStorageBufferBindingSize, maxBufferSize: l.maxBufferSize, cpuAdapter: isCpuAdapter(ctx) };
-}
 
 export interface MemoryEstimate {
   /** Bytes (pool buckets) of each part; `peak` = weights + cached + the largest phase. */
@@ -112,12 +107,9 @@ export interface MemoryEstimate {
 export const EVAL_BATCH_TOKENS = 8192; // perplexity's default tokens per batch
 const LORA_STEP_TOKENS = 2048; // lora.ts DEFAULT_STEP_TOKENS: windows per Adam step ⌊2048 / T⌋
 const LORA_RANK = 8, LORA_FRACTION = 0.025; // resolveLora's defaults
-const COLSUM_ROWS = 256; // activation.ts colSum: rows reduced per partial
 const DEFAULT_MAX_CHUNK = 2000; // options.ts: entries per correlated element chunk
 const INVERSE_TEMPS = 7; // spdInverse: damped copy, L, blocks, I, W, X, T/R alive around one call
 
-/** Pool bytes of a tensor of n f32 (or u32) entries. */
-export const f32 = (n: number): number => bucketSize(Math.max(4, 4 * n));
 
 /** The layers lora.ts adapts (the family's loraTargets). */
 function loraLayers(c: ModelConfig, layers: PrunableLayer[], targets: 'attention' | 'all' = 'attention'): PrunableLayer[] {
@@ -132,11 +124,6 @@ function loraBatchOf(s: MemorySettings): { windows: number; batch: number } {
   return { windows, batch: Math.max(1, Math.min(windows, lo.batch ?? Math.floor(LORA_STEP_TOKENS / s.seqlen))) };
 }
 
-/** Rows of one cross-entropy chunk for N rows: `rows` when the run chooses them, else xent.defaultChunkRows. */
-function chunkRowsFor(c: ModelConfig, lim: DeviceLimits, N: number, rows?: number): number {
-  const budget = Math.min(DEFAULT_CHUNK_BYTES, lim.maxStorageBufferBindingSize);
-  return Math.min(N, rows ?? Math.max(1, Math.floor(budget / (4 * c.vocabSize))));
-}
 
 /** Cross-entropy over N rows: logits chunk, chunk copies, loss/lse, optional gradient and its split-K partials (OPT's bound). */
 function crossEntropyBytes(c: ModelConfig, lim: DeviceLimits, N: number, grad: boolean, rows?: number): number {
@@ -149,189 +136,8 @@ function crossEntropyBytes(c: ModelConfig, lim: DeviceLimits, N: number, grad: b
   return b;
 }
 
-/** Split-K partials of one [M, K]·[K, N] matmul (upper bound: one tile workgroup, i.e. the most splits). */
-export function splitScratch(M: number, N: number, K: number, lim: DeviceLimits): number {
-  const { splits } = planSplitK(M, N, K, 1, 1, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
-  return splits > 1 ? f32(splits * M * N) : 0;
-}
 
-/** colSum's partials over n rows of R columns (two consecutive levels alive at once). */
-function colSumScratch(n: number, R: number): number {
-  let most = 0, prev = 0;
-  for (let rows = n; rows > COLSUM_ROWS; rows = Math.ceil(rows / COLSUM_ROWS)) {
-    const part = f32(Math.ceil(rows / COLSUM_ROWS) * R);
-    most = Math.max(most, prev + part);
-    prev = part;
-  }
-  return most;
-}
 
-/** Gram partials of one accumulation of `rows` tokens into an n×n matrix (gramAccumulate's default variant, 128-wide tiles). */
-export function gramScratch(n: number, rows: number, lim: DeviceLimits): number {
-  const nt = Math.ceil(n / 128);
-  const s = planGramSplits((nt * (nt + 1)) / 2, rows, n, lim.maxStorageBufferBindingSize, lim.cpuAdapter ? 0 : GRAM_MIN_WORKGROUPS);
-  return s > 1 ? f32(s * n * n) : 0;
-}
-
-// ---- replaying allocations ------------------------------------------------------------------------
-
-/** What a replay calls for the hooks the model's passes attach around the block (kfac.ts, backward.ts, the peers). */
-export interface TallyHooks {
-  /** LayerStepOptions.onInput with an input [rows, C]. */
-  input?: (t: Tally, key: string, rows: number, C: number) => void;
-  /** backward.ts linear's hooks on dy [rows, R] of linear `name` [R, C] (G accumulation, weight gradients), before dy·W. */
-  outputGrad?: (t: Tally, name: string, rows: number, R: number, C: number) => void;
-  /** false: DecoderModel.cached tensors are counted elsewhere (the surgeon's `cached`), not where a walk first asks for them. */
-  cached?: boolean;
-}
-
-/**
- * Pool bytes alive along a replay of allocations; `mark()` returns the peak since the last mark. As a
- * family walk's recorder (arch/<family>/memory.ts LayerAllocs): handles are the buffers' bucket bytes,
- * a linear is its output then its split-K scratch (matmul.ts order), a cached tensor is added once.
- */
-export class Tally implements LayerAllocs {
-  now = 0;
-  private top = 0;
-  largest = { bytes: 0, what: '' };
-  private readonly keys = new Set<string>();
-  constructor(private readonly lim: DeviceLimits, public hooks: TallyHooks = {}) {}
-  /** Allocate n f32/u32 entries; returns the bucket bytes (for free). */
-  add(n: number, what?: string): number {
-    if (what) this.big(4 * n, what);
-    return this.bytes(f32(n));
-  }
-  big(bytes: number, what: string): void {
-    if (bytes > this.largest.bytes) this.largest = { bytes, what };
-  }
-  /** Allocate already-bucketed bytes (scratch sized by memory.ts). */
-  bytes(b: number): number {
-    this.now += b;
-    this.top = Math.max(this.top, this.now);
-    return b;
-  }
-  free(...bs: number[]): void {
-    for (const b of bs) this.now -= b;
-  }
-  /** A buffer released right after its use. */
-  temp(b: number): void {
-    this.free(this.bytes(b));
-  }
-  mark(): number {
-    const p = this.top;
-    this.top = this.now;
-    return p;
-  }
-  alloc(n: number, what?: string): number {
-    return this.add(n, what);
-  }
-  linear(_name: string, M: number, N: number, K: number, into?: number, what?: string): number {
-    const out = into ?? this.add(M * N, what);
-    this.temp(splitScratch(M, N, K, this.lim));
-    return out;
-  }
-  input(key: string, rows: number, C: number): void {
-    this.hooks.input?.(this, key, rows, C);
-  }
-  linearBackward(name: string, rows: number, R: number, C: number, into?: number): number {
-    this.hooks.outputGrad?.(this, name, rows, R, C);
-    const out = into ?? this.add(rows * C);
-    this.temp(splitScratch(rows, C, R, this.lim));
-    return out;
-  }
-  cached(key: string, n: number): void {
-    if (this.hooks.cached === false || this.keys.has(key)) return;
-    this.keys.add(key);
-    this.add(n);
-  }
-}
-
-/** A family's allocation walk (src/arch/<family>/memory.ts) bound to its config. */
-export interface FamilyWalk {
-  cachedTensors(T: number): Array<{ key: string; n: number }>;
-  embed(r: LayerAllocs, N: number): number;
-  layer(r: LayerAllocs, l: number, x: number, B: number, T: number, o: LayerWalkOptions): { x: number; saved?: number[] };
-  final(r: LayerAllocs, x: number, N: number, save: boolean): { hf: number; saved?: number[] };
-  finalBackward(r: LayerAllocs, N: number): number;
-  layerBackward(r: LayerAllocs, l: number, dx: number, B: number, T: number): number;
-}
-
-export function familyWalk(c: ModelConfig): FamilyWalk {
-  if (c.family === 'llama') {
-    return {
-      cachedTensors: (T) => llamaCachedTensors(c, T), embed: (r, N) => llamaEmbedAllocs(c, r, N),
-      layer: (r, l, x, B, T, o) => llamaLayerAllocs(c, r, l, x, B, T, o), final: (r, x, N, save) => llamaFinalAllocs(c, r, x, N, save),
-      finalBackward: (r, N) => llamaFinalBackwardAllocs(c, r, N), layerBackward: (r, l, dx, B, T) => llamaLayerBackwardAllocs(c, r, l, dx, B, T),
-    };
-  }
-  return {
-    cachedTensors: (T) => optCachedTensors(c, T), embed: (r, N) => optEmbedAllocs(c, r, N),
-    layer: (r, l, x, B, T, o) => optLayerAllocs(c, r, l, x, B, T, o), final: (r, x, N, save) => optFinalAllocs(c, r, x, N, save),
-    finalBackward: (r, N) => optFinalBackwardAllocs(c, r, N), layerBackward: (r, l, dx, B, T) => optLayerBackwardAllocs(c, r, l, dx, B, T),
-  };
-}
-
-/** Pool bytes of the model-held tensors (DecoderModel.cached) that forwards of these lengths build. */
-export function cachedBytes(c: ModelConfig, lengths: number[]): number {
-  const seen = new Map<string, number>();
-  for (const T of lengths) for (const t of familyWalk(c).cachedTensors(T)) seen.set(t.key, f32(t.n));
-  return [...seen.values()].reduce((a, b) => a + b, 0);
-}
-
-/**
- * crossEntropy (kernels/xent.ts) in its allocation order: loss, lse [N], dHidden [N, d] (grad), sampled
- * labels [N] (sample), the logits chunk, the chunk copies of hidden and dHidden (several chunks); per
- * chunk the head matmul's split-K partials (K = d) and the gradient matmul's (K = V). Returns the
- * handles the kernel returns (the chunk buffers are freed).
- */
-function crossEntropyAllocs(t: Tally, c: ModelConfig, lim: DeviceLimits, N: number, grad: boolean, sample: boolean, rows?: number): { loss: number; lse: number; dHidden: number; sampled: number } {
-  const d = c.hiddenSize, V = c.vocabSize, ch = chunkRowsFor(c, lim, N, rows);
-  const loss = t.add(N), lse = t.add(N), dHidden = grad ? t.add(N * d) : 0, sampled = sample ? t.add(N) : 0;
-  const chunks = [t.add(ch * V), ...(ch < N ? [t.add(ch * d)] : []), ...(grad && ch < N ? [t.add(ch * d)] : [])];
-  t.temp(splitScratch(ch, V, d, lim));
-  if (grad) t.temp(splitScratch(ch, d, V, lim));
-  t.free(...chunks);
-  return { loss, lse, dHidden, sampled };
-}
-
-/**
- * One model pass over B windows of T tokens replayed with the family's walk (model/forward.ts,
- * backward.ts): ids and labels (uploadBatch), the embedding, every layer, the final norm; with
- * `backward` the forward is saved (keepInputs for weight gradients), then one backward (the
- * cross-entropy with its gradient, the final norm's and every layer's backward, `hooks` on each linear)
- * and the release of the saved forward; without it the perplexity step (cross-entropy without gradient,
- * per-window row sums). Returns the pass's peak above its start.
- */
-export function replayPass(c: ModelConfig, lim: DeviceLimits, B: number, T: number, o: { backward: boolean; keepInputs?: boolean; sample?: boolean; headChunkRows?: number }, hooks: TallyHooks = {}): { peak: number; largest: Tally['largest'] } {
-  const w = familyWalk(c), N = B * T, t = new Tally(lim, { ...hooks, cached: false });
-  const ids = t.add(N), labels = t.add(N);
-  let x = w.embed(t, N);
-  const kept: number[] = [];
-  for (let l = 0; l < c.numLayers; l++) {
-    const r = w.layer(t, l, x, B, T, { save: o.backward, keepInputs: o.keepInputs });
-    if (r.saved) kept.push(...r.saved);
-    x = r.x;
-  }
-  const f = w.final(t, x, N, o.backward);
-  if (o.backward) {
-    const ce = crossEntropyAllocs(t, c, lim, N, true, !!o.sample, o.headChunkRows);
-    t.free(ce.loss, ce.lse, ce.sampled);
-    let dx = w.finalBackward(t, N);
-    t.free(ce.dHidden);
-    for (let l = c.numLayers - 1; l >= 0; l--) dx = w.layerBackward(t, l, dx, B, T);
-    t.free(dx, f.hf, ...(f.saved ?? []), ...kept); // releaseForward
-  } else {
-    const ce = crossEntropyAllocs(t, c, lim, N, false, false);
-    t.free(f.hf, ce.lse);
-    const sums = t.add(B); // rowSums
-    t.free(ce.loss, sums);
-  }
-  t.free(ids, labels);
-  return { peak: t.mark(), largest: t.largest };
-}
-
-/** The bias flag of each distinct input (the K-FAC A factor has the ones column when its layers have biases). */
-const onesOf = (layers: PrunableLayer[]): Map<string, boolean> => new Map(layers.map((L) => [L.inputKey, L.bias]));
 
 /** One K-FAC batch (accumulateKfac): the saved forward with each input into its A, one backward with each ∂L/∂y into its G (sampled labels counted). */
 export function kfacBatchBytes(c: ModelConfig, lim: DeviceLimits, B: number, T: number, headChunkRows?: number): { peak: number; largest: Tally['largest'] } {
@@ -388,6 +194,12 @@ export function weightsOf(c: ModelConfig): { weights: number; largest: { bytes: 
   }
   return { weights, largest };
 }
+
+/** Exact f32 bytes of some linears' factors (host copies of parked factors). */
+const exactFactorBytes = (layers: readonly PrunableLayer[]): number => {
+  const keys = new Set(layers.map((L) => L.inputKey));
+  return [...keys].reduce((a, k) => a + 4 * packedCols(layers.find((L) => L.inputKey === k)!) ** 2, 0) + layers.reduce((a, L) => a + 4 * L.R * L.R, 0);
+};
 
 export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: DeviceLimits): MemoryEstimate {
   const d = c.hiddenSize, f = c.ffnDim, H = c.numHeads, V = c.vocabSize, Lc = c.numLayers;
@@ -477,7 +289,9 @@ export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: Devi
       }
       updTemp += 2 * stats;
     } else {
-      updTemp = 3 * wp + (method === 'surgeon' ? 4 * maxRC + (correlated ? 4 * f32(chunk * chunk) + maxN2 : 0) : 0);
+      // A chunk holds at most maxChunk entries and at most a whole layer's.
+      const S = Math.min(chunk, Math.max(...layers.map((L) => L.R * packedCols(L))));
+      updTemp = 3 * wp + (method === 'surgeon' ? 4 * maxRC + (correlated ? 4 * f32(S * S) + maxN2 : 0) : 0);
       if (correlated && !hand) {
         // PivotChecks: every chunk's Cholesky pivot flag stays until the shot's one check (+ the gathered
         // copy). Greedy chunks of whole rows: two neighbours hold > maxChunk entries, so a layer has at most
@@ -490,17 +304,55 @@ export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: Devi
     return { factors, curvature: phaseCurv, problems: phaseProblems, update: P1 + inv + updTemp };
   };
   const groups = s.groups && s.groups.length > 1 ? s.groups : undefined;
-  const perGroup = groups ? groups.map((g) => { const set = new Set(g); return groupPhases(layers.filter((L) => set.has(L.layer))); }) : [groupPhases(layers)];
-  const factors = Math.max(...perGroup.map((g) => g.factors));
-  const phaseCurv = Math.max(...perGroup.map((g) => g.curvature));
-  const phaseProblems = Math.max(...perGroup.map((g) => g.problems));
-  const phaseUpdate = Math.max(...perGroup.map((g) => g.update));
+  let factors = 0, phaseCurv = 0, phaseProblems = 0, phaseUpdate = 0, hostBytes = 0;
+  if (!(s.streamed || s.split === 'linear' || s.offloadUpdate)) {
+    const perGroup = groups ? groups.map((g) => { const set = new Set(g); return groupPhases(layers.filter((L) => set.has(L.layer))); }) : [groupPhases(layers)];
+    factors = Math.max(...perGroup.map((g) => g.factors));
+    phaseCurv = Math.max(...perGroup.map((g) => g.curvature));
+    phaseProblems = Math.max(...perGroup.map((g) => g.problems));
+    phaseUpdate = Math.max(...perGroup.map((g) => g.update));
+  } else {
+    // The finer schedules (memory-schedule.ts): per pass its factors and one batch of it (streamed: only
+    // its own layers saved), per group of linears the problems replayed, the update's bound net of the
+    // weights offloaded during it.
+    const passes = s.groups && s.groups.length ? s.groups : [layers.map((L) => L.layer)];
+    const nm = /^(\d+):(\d+)$/.exec(s.structure ?? '');
+    const shape = { method, structured, nm: nm ? { n: Number(nm[1]), m: Number(nm[2]) } : undefined };
+    const offloadable = linearWeightBytes(layers);
+    let parked = 0;
+    phaseUpdate = -Infinity;
+    for (const dl of passes) {
+      const pl = layers.filter((L) => dl.includes(L.layer));
+      if (curvature && pl.length) {
+        const F = factorBytes(pl);
+        factors = Math.max(factors, F);
+        let batchBytes = pass;
+        if (s.streamed) {
+          const r = streamedPassBytes(c, lim, B, T, { lo: Math.min(...dl), hi: Math.max(...dl) + 1, linears: pl }, s.fisherSamples, s.headChunkRows);
+          batchBytes = r.peak;
+          big(r.largest.bytes, r.largest.what);
+        }
+        phaseCurv = Math.max(phaseCurv, F + batchBytes);
+        if (s.split === 'linear') parked = Math.max(parked, exactFactorBytes(pl) - exactFactorBytes(pl.slice(0, 1)));
+      }
+      for (const g of s.split === 'linear' ? pl.map((L) => [L]) : [pl]) {
+        phaseProblems = Math.max(phaseProblems, problemsBytes(lim, g, shape));
+        phaseUpdate = Math.max(phaseUpdate, groupPhases(g).update - (s.offloadUpdate ? offloadable - linearWeightBytes(g) : 0));
+      }
+    }
+    phaseUpdate = Math.max(0, phaseUpdate);
+    // Host memory of the schedule: the stream's kept pass inputs and gradients, the parked factors, the
+    // offloaded weights (exact f32 bytes).
+    const P = passes.length;
+    if (s.streamed && curvature && P > 1) hostBytes += (P - 1 + Math.max(1, s.fisherSamples ?? 0)) * s.nsamples * T * d * 4;
+    hostBytes += parked;
+    if (s.offloadUpdate) hostBytes += layers.reduce((a, L) => a + 4 * L.R * (L.C + (L.bias ? 1 : 0)), 0);
+  }
   // Parked between a budgeted shot's passes (host memory): the damped inverses, and element costs until τ.
-  let hostBytes = 0;
-  if (groups) {
+  if (groups || s.split === 'linear') {
     for (const L of layers) {
       const C1 = packedCols(L);
-      if (method === 'surgeon') hostBytes += 4 * (L.R * L.R + C1 * C1);
+      if (method === 'surgeon') hostBytes += 2 * (L.R * (L.R + 1) + C1 * (C1 + 1)); // lower triangles (curvature.ts packLower)
       if (!structured) hostBytes += 4 * L.R * C1;
     }
   }

@@ -17,7 +17,8 @@ import { matmul } from '../kernels/matmul';
 import { generate as generateTokens, DecoderModel, perplexity } from '../model/index';
 import { cachedFetch, clearCache } from './cache';
 import { NoModelError } from './errors';
-import { exportZip } from './export';
+import { measureCompactSpeed, type CompactSpeed } from './compact-speed';
+import { exportZip, type FolderOptions } from './export';
 import { modelFingerprint, runPruneJob, type HostModel, type PruneResult, type PruneSettings } from './job';
 import { isPeerMethod } from './job-memory';
 import { openStore, readState, type CheckpointSpec } from './jobstore';
@@ -148,13 +149,7 @@ export class SurgeonSession {
   }
 
   async generate(prompt: string, opts: GenerateOptions = {}): Promise<GenerateResult> {
-    const m = this.needModel();
-    if (!m.tokenizer) throw new NoModelError('the loaded checkpoint has no tokenizer.json; cannot tokenize the prompt');
-    const ids = m.tokenizer.encode(prompt);
-    const max = opts.maxNewTokens ?? 32;
-    if (ids.length + max > m.ckpt.config.maxPositions) {
-      throw new ShapeError(`prompt (${ids.length} tokens) + ${max} new tokens exceeds max_position_embeddings ${m.ckpt.config.maxPositions}`);
-    }
+    const { m, ids, max } = this.generationInput(prompt, opts);
     const ctx = await this.context();
     return this.guard(ctx, async () => {
       const t0 = performance.now();
@@ -175,9 +170,22 @@ export class SurgeonSession {
     });
   }
 
-  /** The current weights as a Hugging Face folder (config.json, model.safetensors, tokenizer) zipped. */
-  async exportModel(): Promise<Uint8Array> {
-    return exportZip(this.needModel().current);
+  /**
+   * The current weights as a Hugging Face folder (config.json, model.safetensors, tokenizer) zipped;
+   * `compact`: dead FFN neurons and heads removed physically (per-layer widths in config.json).
+   */
+  async exportModel(opts: FolderOptions = {}): Promise<Uint8Array> {
+    return exportZip(this.needModel().current, opts);
+  }
+
+  /**
+   * Greedy generation speed of the current weights, zeroed as they are and compacted (their dead units
+   * removed), on `prompt` for `maxNewTokens` tokens each, with both models' sizes.
+   */
+  async compactSpeed(prompt: string, opts: GenerateOptions = {}): Promise<CompactSpeed> {
+    const { m, ids, max } = this.generationInput(prompt, opts);
+    const ctx = await this.context();
+    return this.guard(ctx, async () => measureCompactSpeed(ctx, await this.gpuModel(ctx), m.current, ids, max));
   }
 
   /**
@@ -317,6 +325,18 @@ export class SurgeonSession {
     this.unload();
     this.ctx?.destroy();
     this.ctx = undefined;
+  }
+
+  /** The prompt's ids and the token count, checked before any GPU work. */
+  private generationInput(prompt: string, opts: GenerateOptions): { m: Loaded; ids: number[]; max: number } {
+    const m = this.needModel();
+    if (!m.tokenizer) throw new NoModelError('the loaded checkpoint has no tokenizer.json; cannot tokenize the prompt');
+    const ids = m.tokenizer.encode(prompt);
+    const max = opts.maxNewTokens ?? 32;
+    if (ids.length + max > m.ckpt.config.maxPositions) {
+      throw new ShapeError(`prompt (${ids.length} tokens) + ${max} new tokens exceeds max_position_embeddings ${m.ckpt.config.maxPositions}`);
+    }
+    return { m, ids, max };
   }
 
   private needModel(): Loaded {

@@ -35,10 +35,11 @@ export const workerApi = {
   loadModel: (spec: ModelSourceSpec, onProgress?: (p: LoadProgress) => void) => call(() => session.loadModel(spec, safe(onProgress))),
   evaluate: (opts: EvaluateOptions, onProgress?: (p: ProgressEvent) => void) => call(() => session.evaluate(opts, safe(onProgress))),
   generate: (...a: Parameters<SurgeonSession['generate']>) => call(() => session.generate(...a)),
+  compactSpeed: (...a: Parameters<SurgeonSession['compactSpeed']>) => call(() => session.compactSpeed(...a)),
   sparsity: () => call(() => session.sparsity()),
-  exportModel: () =>
+  exportModel: (...a: Parameters<SurgeonSession['exportModel']>) =>
     call(async () => {
-      const bytes = await session.exportModel();
+      const bytes = await session.exportModel(...a);
       return Comlink.transfer(bytes, [bytes.buffer as ArrayBuffer]);
     }),
   memory: () => call(() => session.memory()),

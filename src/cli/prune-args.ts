@@ -48,6 +48,13 @@ options:
   --eval-windows N  evaluate on the first N windows only (default all)
   --eval-seqlen N   tokens per evaluation window (default max_position_embeddings)
   --eval-every-shot also evaluate after every shot (report.json shots[].ppl)
+  --compact         rows-cols: remove dead FFN neurons and attention heads physically, so the folder holds
+                    the smaller shapes (per-layer widths in config.json compact_layers unless every layer
+                    has the same; loadModel and bench/compact_loader.py read both); report.json compaction
+  --uniform         rows-cols: every layer keeps the same FFN width (each its own cheapest neurons), so
+                    --compact writes a stock config (ffn_dim / intermediate_size) that transformers loads
+  --uniform-heads   with --uniform: also the same number of heads / kv groups per layer, attention pruned
+                    by whole kv groups (Llama family; OPT's stock config cannot drop heads)
   --dtype D         float32 (default, exact) | float16 | bfloat16 weights in model.safetensors
   --raw             use text files as they are instead of joining WikiText rows
   --force           write into a non-empty --out (replaces our files, removes stale weight files)
@@ -61,6 +68,7 @@ const FLAGS = {
   '--max-chunk': 'string', '--eval': 'string', '--eval-windows': 'string', '--eval-seqlen': 'string',
   '--eval-every-shot': 'bool', '--lora': 'bool', '--lora-rank': 'string', '--lora-lr': 'string', '--lora-targets': 'string',
   '--dtype': 'string', '--memory-budget': 'string', '--raw': 'bool', '--force': 'bool', '--quiet': 'bool', '--blocksize': 'string',
+  '--compact': 'bool', '--uniform': 'bool', '--uniform-heads': 'bool',
 } as const;
 
 // Flags of the multi-shot LLM Surgeon family that the sequential peers (sparsegpt, wanda) do not have.
@@ -76,6 +84,19 @@ export interface PruneArgs {
   dtype?: ExportDType; raw: boolean; force: boolean; quiet: boolean;
   /** Bytes the job's estimated peak GPU memory may reach (--memory-budget). */
   memoryBudget?: number;
+  /** --compact (physically smaller export), --uniform, --uniform-heads (equal widths per layer). */
+  compact: boolean; uniform: boolean; uniformHeads: boolean;
+}
+
+/** --compact / --uniform / --uniform-heads need whole units removed (rows-cols) and somewhere to write. */
+function checkShapeFlags(f: Map<string, string>, structure: Structure): void {
+  if (f.has('--uniform-heads') && !f.has('--uniform')) throw new UsageError('--uniform-heads needs --uniform (equal head counts constrain a uniform prune)');
+  for (const flag of ['--compact', '--uniform', '--uniform-heads']) {
+    if (f.has(flag) && structure !== 'rows-cols') {
+      throw new UsageError(`${flag} needs --structure rows-cols: ${structure} zeroes single weights, which removes no whole FFN neuron or head, so no shape would change`);
+    }
+  }
+  if (f.has('--compact') && !f.get('--out')) throw new UsageError('--compact needs --out, the folder the compact model is written to');
 }
 
 export function parsePruneArgs(argv: string[]): PruneArgs | 'help' {
@@ -116,6 +137,7 @@ export function parsePruneArgs(argv: string[]): PruneArgs | 'help' {
     if (other) throw new UsageError(`${other} does not apply to --method ${method}`);
     if (nmMax !== undefined && f.has('--sparsity') && sparsity !== nmMax) throw new UsageError(`--sparsity ${sparsity}: --method ${method} with ${s} always prunes ${nmMax}`);
   } else if (f.has('--blocksize')) throw new UsageError(`--blocksize applies to --method sparsegpt only`);
+  checkShapeFlags(f, structure);
   const out = need('--out');
   const evalFile = f.get('--eval');
   for (const flag of ['--eval-windows', '--eval-seqlen', '--eval-every-shot']) {
@@ -129,6 +151,7 @@ export function parsePruneArgs(argv: string[]): PruneArgs | 'help' {
     eval: evalFile, evalWindows: int('--eval-windows'), evalSeqlen: int('--eval-seqlen', 2), evalEveryShot: f.has('--eval-every-shot'),
     dtype: f.has('--dtype') ? choiceFlag('--dtype', f.get('--dtype')!, EXPORT_DTYPES) : undefined,
     raw: f.has('--raw'), force: f.has('--force'), quiet: f.has('--quiet'),
+    compact: f.has('--compact'), uniform: f.has('--uniform'), uniformHeads: f.has('--uniform-heads'),
     memoryBudget: f.has('--memory-budget') ? sizeFlag('--memory-budget', f.get('--memory-budget')!) : undefined,
     lora: ['--lora', '--lora-rank', '--lora-lr', '--lora-targets'].some((flag) => f.has(flag))
       ? {

@@ -26,6 +26,7 @@ export function jobOptions(a: PruneArgs, inp: CliInputs, signal: AbortSignal, on
   return {
     structure: a.structure, sparsity: a.sparsity, shots: a.shots, method: a.method,
     lambdaG: a.dampingG, lambdaA: a.dampingA, fisherSamples: a.fisherSamples, maxCorrelate: a.maxCorrelate, maxChunk: a.maxChunk, blocksize: a.blocksize,
+    ...(a.uniform ? { uniform: true, uniformHeads: a.uniformHeads } : {}),
     lora: a.lora ? Object.fromEntries(Object.entries(a.lora).filter(([, v]) => v !== undefined)) : undefined,
     calibration: inp.calib && { ids: inp.calib, nsamples: a.nsamples, seqlen: inp.seqlen, seed: a.seed, batch: a.batch ?? 'auto' },
     // dense here; the pruned perplexity is measured by the CLI on the weights as exported (--dtype)
@@ -71,6 +72,7 @@ export function reportOptions(a: PruneArgs, job: PreparedJob, plan: JobPlan): Re
     lambdaG: r.lambdaG, lambdaA: r.lambdaA, fisherSamples: a.fisherSamples ?? 0, seed: a.seed,
     maxCorrelate: a.maxCorrelate ?? null, maxChunk: r.maxChunk, independentUpdates: r.independent,
     lora: r.lora ?? null, batch: a.batch ?? plan.autoBatch?.batch ?? null,
+    uniform: r.uniform !== undefined, uniformHeads: r.uniform?.heads ?? false, compact: a.compact,
   };
 }
 

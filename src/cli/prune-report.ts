@@ -2,10 +2,11 @@
  * Helpers of `llm-surgeon prune`: the throttled stderr progress line, zero counting on the exported
  * (dtype-rounded) host weights by the official convention (W' = weight + bias of every prunable
  * linear, W alone for a linear without bias; ALGORITHM.md §1), N:M group checks, and per-module-type
- * and per-decoder-layer aggregation for report.json.
+ * and per-decoder-layer aggregation for report.json, and its compaction section (--compact).
  */
 
 import { packedCols, type PrunableLayer } from '../arch/types';
+import type { CompactionSummary } from '../io/export';
 
 const PROGRESS_INTERVAL_S = 3; // one progress line every few seconds: readable in logs, not spam
 
@@ -114,4 +115,21 @@ export function allocation(counts: LayerCount[], removed: ReadonlyArray<{ name: 
   };
   const params = counts.reduce((a, c) => a + c.params, 0), zeros = counts.reduce((a, c) => a + c.zeros, 0);
   return { params, zeros, achievedSparsity: zeros / params, layers, byModuleType: group((c) => c.type), byDecoderLayer: group((c) => String(c.layer)) };
+}
+
+/**
+ * report.json's compaction (--compact): per decoder layer the widths before and after and the units
+ * removed, parameters and tensor data bytes before/after, whether config.json is stock, and the
+ * perplexity of the compact model itself (our runtime, the same windows as perplexity.pruned).
+ */
+export function compactionReport(c: CompactionSummary, uniform: boolean, perplexity: number | undefined) {
+  const dim = (before: number, after: number) => ({ before, after, removed: before - after });
+  return {
+    uniform, stockConfig: c.stock, params: c.params, bytes: c.bytes,
+    keptParamsFraction: c.params.after / c.params.before,
+    layers: c.layers.map((l, layer) => ({
+      layer, ffnDim: dim(l.before.ffnDim, l.ffnDim), numHeads: dim(l.before.numHeads, l.numHeads), numKvHeads: dim(l.before.numKvHeads, l.numKvHeads),
+    })),
+    perplexity: perplexity ?? null,
+  };
 }

@@ -8,8 +8,9 @@
  * rows) → prepareJob: calibration windows and options checked (exit 2, before the GPU) → runPreparedJob:
  * plan (K-FAC batch, estimated peak, memory plan; LimitExceededError, exit 1, before any upload) →
  * upload → dense perplexity → prune; its stages become the log lines → round to --dtype, count zeros on
- * the values as exported → perplexity of the exported values (the job's GPU copy) → write folder +
- * report.json into a staging folder beside --out, moved into place at the end.
+ * the values as exported → perplexity of the exported values (the job's GPU copy) → with --compact the
+ * dead units removed (src/compact; --uniform: equal widths, a stock config) and the compact model's own
+ * perplexity → write folder + report.json into a staging folder beside --out, moved into place at the end.
  * Exit codes: 0 ok, 1 runtime error (class and message on stderr), 2 bad arguments, 130 interrupted
  * (SIGINT or SIGTERM; --out is left as it was).
  */
@@ -22,15 +23,18 @@ import { version } from '../../package.json';
 import { familySpec } from '../arch/registry';
 import { GpuContext } from '../gpu/context';
 import { loadCheckpoint } from '../io/checkpoint';
-import { checkExportRange, configDType, DTYPE_MAX, exportHfFolder, findOverflow, roundTo, TOKENIZER_FILES, type ExportDType } from '../io/export';
+import { compactModel, planCompaction, type CompactModel } from '../compact/index';
+import { checkExportRange, compactionSummary, configDType, DTYPE_MAX, exportHfFolder, findOverflow, roundTo, TOKENIZER_FILES, type ExportDType } from '../io/export';
 import { openSource } from '../io/sources';
 import { perplexity } from '../model/eval';
+import { DecoderModel } from '../model/model';
 import { PruneAbortedError, PruneConfigError } from '../surgeon/options';
+import { checkUniformHeads } from '../surgeon/uniform';
 import { describeError, readIds, UsageError } from './args';
 import { checkCalibrationBudget, evalWindowCount, finitePerplexity, interruptedMessage, testPauseBeforeCommit, type RunStage } from './checks';
 import { parsePruneArgs, prepareOut, PRUNE_USAGE, type PruneArgs } from './prune-args';
 import { jobNm, jobOptions, jobSummary, prepareCliJob, progressLine, reportOptions, type CliInputs } from './prune-job';
-import { allocation, countLayerZeros, makeLog } from './prune-report';
+import { allocation, compactionReport, countLayerZeros, makeLog } from './prune-report';
 
 const now = () => performance.now();
 
@@ -102,6 +106,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   const evalSeqlen = a.evalSeqlen ?? cfg.maxPositions;
   if (evalSeqlen > cfg.maxPositions || evalSeqlen < 2) throw new UsageError(`--eval-seqlen ${evalSeqlen} must be in 2…${cfg.maxPositions} (max_position_embeddings of this model)`);
   if (a.calib) checkCalibrationBudget(a.nsamples, seqlen); // before the windows are built
+  if (a.uniformHeads) checkUniformHeads(cfg); // the family decides; refused before any GPU work
   // Weights pruning leaves as they are decide it now; the pruned ones are checked again before writing.
   const over = dtype === 'float32' ? undefined : findOverflow(ckpt.tensors, dtype);
   if (over) {
@@ -197,13 +202,31 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   } finally {
     model.dispose();
   }
+  // ---- --compact: dead units removed from the values as exported, the compact model measured itself ----
+  let compact: CompactModel | undefined, compactPpl: number | undefined;
+  if (a.compact) {
+    compact = compactModel(cfg, weights, planCompaction(cfg, weights, { uniform: a.uniform }));
+    const { before, after } = compact.params;
+    log(`compact: ${before} → ${after} parameters (${((100 * after) / before).toFixed(2)}%), ${compact.config.layers ? 'per-layer widths (compact_layers)' : 'stock config'}`);
+    if (evaluate) {
+      const cm = await DecoderModel.fromCheckpoint(ctx, { ...ckpt, config: compact.config, tensors: compact.tensors, shapes: compact.shapes });
+      try {
+        compactPpl = finitePerplexity((await perplexity(ctx, cm, evaluate.ids, { seqlen: evalSeqlen, windows: evaluate.windows, signal })).ppl, 'compact');
+      } finally {
+        cm.dispose();
+      }
+      log(`compact perplexity ${compactPpl.toFixed(5)}`);
+    }
+    lap('compact');
+  }
   const measuredPeak = ctx.pool.peakBytesInUse - inUse;
   signal.throwIfAborted();
 
   const extraFiles = await tokenizerFiles(a.model);
   stage.exporting = true;
   const staged = (stage.staged = await prepareOut(a, true));
-  const folder = await exportHfFolder(cfg.raw, weights, staged.dir, { dtype, extraFiles, metadata: { producer: `llm-surgeon-webgpu ${version}` } });
+  const exportOpts = { dtype, extraFiles, metadata: { producer: `llm-surgeon-webgpu ${version}` } };
+  const folder = compact ? await exportHfFolder(compact.raw, compact.tensors, staged.dir, exportOpts) : await exportHfFolder(cfg.raw, weights, staged.dir, exportOpts);
   lap('export');
   sec.total = (now() - start) / 1000;
 
@@ -238,6 +261,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
     memory: { estimatedPeakBytes: plan!.estimate.peak, measuredPeakBytes: measuredPeak, budgetBytes: a.memoryBudget ?? null, plan: plan!.plan ?? null },
     seconds: { ...sec, phases: rep.seconds },
     export: { dir: a.out, dtype, files: Object.fromEntries(Object.entries(folder.files).map(([k, v]) => [k, v.length])) },
+    compaction: compact ? compactionReport(compactionSummary(cfg, compact, dtype), a.uniform, compactPpl) : null,
   };
   const { writeFile } = await import('node:fs/promises');
   await writeFile(`${staged.dir}/report.json`, `${JSON.stringify(report, null, 2)}\n`);
@@ -247,7 +271,8 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
   stage.exporting = false;
   log(`wrote ${a.out} (${Object.keys(folder.files).join(', ')}, report.json)`);
   process.stdout.write(`${a.out}: ${a.method} ${a.structure} sparsity ${alloc.achievedSparsity.toFixed(6)}` +
-    `${pruned !== undefined ? `, perplexity ${dense!.toFixed(4)} → ${pruned.toFixed(4)}` : ''} (${sec.total.toFixed(1)} s)\n`);
+    `${pruned !== undefined ? `, perplexity ${dense!.toFixed(4)} → ${pruned.toFixed(4)}` : ''}` +
+    `${compact ? `, compact ${compact.params.after}/${compact.params.before} parameters` : ''} (${sec.total.toFixed(1)} s)\n`);
   return 0;
 }
 

@@ -1,9 +1,11 @@
 /**
- * Apply a CompactPlan (plan.ts): the compact model's config.json (the source's, plus `compact_layers`
- * with each layer's widths; ffn_dim / intermediate_size and the head counts stay as the maxima) and
- * its tensors with the real smaller shapes, the kept rows/columns copied in order. Pure (no GPU); the
- * input arrays are never modified. A plan that keeps every unit gives the source's shapes and config
- * (no `compact_layers`): a stock model.
+ * Apply a CompactPlan (plan.ts): the compact model's config.json and its tensors with the real
+ * smaller shapes, the kept rows/columns copied in order. Pure (no GPU); the input arrays are never
+ * modified. Config: when every layer has the same widths (a uniform prune, or a plan that keeps every
+ * unit) a stock config — ffn_dim / intermediate_size and, for the Llama family, num_attention_heads /
+ * num_key_value_heads set to them, head_dim written out — that transformers loads as the usual
+ * class; OPT only while every head stays (its head_dim is hidden_size / heads). Otherwise the source's
+ * config plus `compact_layers` with each layer's widths, the global ones staying as the maxima.
  */
 
 import { COMPACT_KEY } from '../arch/parse';
@@ -65,12 +67,27 @@ function gather(src: Float32Array, shape: number[], s: Selection | undefined): F
   return out;
 }
 
-/** The config.json of a compact model: `compact_layers` only when some layer is below the maxima. */
+/** Whether layers of these widths fit a stock config of `cfg`'s family (see the file comment). */
+export function stockDims(cfg: ModelConfig, dims: readonly LayerDims[]): boolean {
+  const d = dims[0];
+  const same = dims.every((x) => x.ffnDim === d.ffnDim && x.numHeads === d.numHeads && x.numKvHeads === d.numKvHeads);
+  return same && (cfg.family !== 'opt' || d.numHeads === cfg.numHeads);
+}
+
+/** The config.json of a compact model: stock when the widths allow, else `compact_layers`. */
 export function compactConfigRaw(cfg: ModelConfig, dims: LayerDims[]): Record<string, unknown> {
   const raw: Record<string, unknown> = { ...cfg.raw };
   delete raw[COMPACT_KEY];
-  const full = dims.every((d) => d.ffnDim === cfg.ffnDim && d.numHeads === cfg.numHeads && d.numKvHeads === cfg.numKvHeads);
-  if (!full) raw[COMPACT_KEY] = dims.map((d) => ({ ffn_dim: d.ffnDim, num_attention_heads: d.numHeads, num_key_value_heads: d.numKvHeads }));
+  if (!stockDims(cfg, dims)) {
+    raw[COMPACT_KEY] = dims.map((d) => ({ ffn_dim: d.ffnDim, num_attention_heads: d.numHeads, num_key_value_heads: d.numKvHeads }));
+    return raw;
+  }
+  const d = dims[0];
+  raw[cfg.family === 'opt' ? 'ffn_dim' : 'intermediate_size'] = d.ffnDim;
+  if (d.numHeads !== cfg.numHeads || d.numKvHeads !== cfg.numKvHeads) {
+    // Llama family: fewer heads of the same head_dim (transformers reads head_dim before hidden_size / heads).
+    Object.assign(raw, { num_attention_heads: d.numHeads, num_key_value_heads: d.numKvHeads, head_dim: cfg.headDim });
+  }
   return raw;
 }
 

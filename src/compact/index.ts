@@ -1,4 +1,4 @@
 // Compaction: physically smaller models from a structured result (pure bookkeeping, no GPU).
 export { planCompaction, type CompactPlan, type LayerPlan } from './plan';
-export { compactModel, compactConfigRaw, type CompactModel } from './apply';
+export { compactModel, compactConfigRaw, stockDims, type CompactModel } from './apply';
 export { COMPACT_KEY } from '../arch/parse';

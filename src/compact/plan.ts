@@ -12,12 +12,15 @@
  *   heads-per-kv-head ratio; with multi-head attention a group is one head.
  * - Residual-stream dims stay. A layer keeps at least one neuron and one kv group (the kernels need
  *   non-empty tensors); the kept dead unit still contributes exactly 0.
+ * - `uniform`: dead units are kept back (lowest indices first) until every layer has the widest
+ *   layer's count, so that the compact config is a stock one (apply.ts); OPT keeps every head (a stock
+ *   OPT's attention width is hidden_size). A kept dead unit still contributes exactly 0.
  * Limit: partially dead heads (some v rows / o columns zero) keep their zeros; removing single v/o dims
  * (per-head widths) and q/k RoPE pairs is a follow-up (issue 14).
  */
 
 import { familySpec } from '../arch/registry';
-import type { LayerDims, ModelConfig, UnitRule } from '../arch/types';
+import { layerDims, type LayerDims, type ModelConfig, type UnitRule } from '../arch/types';
 import { CheckpointFormatError } from '../io/errors';
 
 export interface LayerPlan {
@@ -95,8 +98,27 @@ function keptGroups(rule: Extract<UnitRule, { kind: 'head' }>, get: (n: string) 
   return kept.length ? kept : [0];
 }
 
+/** `kept` plus the lowest other indices below `width` until it holds n (ascending). */
+function fill(kept: number[], width: number, n: number): number[] {
+  const has = new Set(kept), out = [...kept];
+  for (let i = 0; i < width && out.length < n; i++) if (!has.has(i)) out.push(i);
+  return out.sort((a, b) => a - b);
+}
+
+/** Every layer at the widest layer's counts where its own width allows (see the file comment). */
+function equalise(cfg: ModelConfig, layers: LayerPlan[]): LayerPlan[] {
+  const f = Math.max(...layers.map((l) => l.neurons.length));
+  const kv = cfg.family === 'opt' ? Infinity : Math.max(...layers.map((l) => l.kvHeads.length));
+  return layers.map((lp, l) => {
+    const d = layerDims(cfg, l), G = d.numHeads / d.numKvHeads;
+    const neurons = fill(lp.neurons, d.ffnDim, f), kvHeads = fill(lp.kvHeads, d.numKvHeads, kv);
+    const heads = kvHeads.flatMap((g) => Array.from({ length: G }, (_, j) => g * G + j));
+    return { neurons, heads, kvHeads, dims: { ffnDim: neurons.length, numHeads: heads.length, numKvHeads: kvHeads.length } };
+  });
+}
+
 /** The units to keep per decoder layer of `cfg` with weights `w` (nothing is modified). */
-export function planCompaction(cfg: ModelConfig, w: Weights): CompactPlan {
+export function planCompaction(cfg: ModelConfig, w: Weights, opts: { uniform?: boolean } = {}): CompactPlan {
   const spec = familySpec(cfg);
   const shapes = spec.tensors(cfg);
   const get = (n: string) => tensorOf(w, shapes, n);
@@ -115,5 +137,5 @@ export function planCompaction(cfg: ModelConfig, w: Weights): CompactPlan {
     }
     layers.push({ neurons, heads, kvHeads, dims: { ffnDim: neurons.length, numHeads: heads.length, numKvHeads: kvHeads.length } });
   }
-  return { layers };
+  return { layers: opts.uniform ? equalise(cfg, layers) : layers };
 }

@@ -12,14 +12,19 @@
  * exact zeros. Values that overflow the target dtype (|x| ≥ 65520 for float16, which rounds to Inf) and
  * non-finite values are rejected: a folder our own loader would refuse is never written.
  * With `compact: true` the dead units of a structured result are removed first (src/compact): the
- * safetensors hold the real smaller shapes and config.json gains `compact_layers` (per-layer widths;
- * the global ffn_dim / intermediate_size / num_attention_heads stay as the maxima), which this
- * library's loadModel and bench/compact_loader.py read (stock transformers does not).
+ * safetensors hold the real smaller shapes; when every layer ends with the same widths config.json is a
+ * stock one (ffn_dim / intermediate_size, head counts) that transformers loads as the usual class,
+ * otherwise it gains `compact_layers` (per-layer widths; the global ones stay as the maxima), which
+ * this library's loadModel and bench/compact_loader.py read (stock transformers does not).
+ * `compact: 'uniform'` keeps dead units back where a layer has fewer than the widest one (and every
+ * OPT head), so the config is always stock: the export of a uniform prune (PruneOptions.uniform).
  * stageFolder: a folder written beside its target and moved into place at the end, so an interrupted
  * export leaves the target as it was.
  */
 
-import { compactModel } from '../compact/apply';
+import { compactModel, type CompactModel } from '../compact/apply';
+import { planCompaction } from '../compact/plan';
+import { layerDims, type ModelConfig } from '../arch/types';
 import { expectedTensors, parseModelConfig } from './config';
 import { decodeToF32, encodeFromF32, type FloatDType } from './dtype';
 import { CheckpointFormatError, NonFiniteWeightsError } from './errors';
@@ -41,16 +46,20 @@ export interface ExportOptions {
   extraFiles?: Record<string, Uint8Array>;
   /** Extra safetensors __metadata__ entries (strings). */
   metadata?: Record<string, string>;
-  /** Remove dead FFN neurons and attention heads physically (compact export, src/compact). */
-  compact?: boolean;
+  /** Remove dead FFN neurons and attention heads physically (compact export, src/compact); 'uniform': equal widths, a stock config. */
+  compact?: boolean | 'uniform';
 }
 
 /** What a compact export removed. */
 export interface CompactionSummary {
   /** Parameters of every tensor before and after. */
   params: { before: number; after: number };
-  /** Per decoder layer: FFN width, query heads, kv heads after compaction. */
-  layers: Array<{ ffnDim: number; numHeads: number; numKvHeads: number }>;
+  /** Tensor data bytes of model.safetensors (header excluded) without and with compaction, at the export dtype. */
+  bytes: { before: number; after: number };
+  /** Per decoder layer: FFN width, query heads, kv heads before and after compaction. */
+  layers: Array<{ ffnDim: number; numHeads: number; numKvHeads: number; before: { ffnDim: number; numHeads: number; numKvHeads: number } }>;
+  /** config.json is a stock one (no compact_layers). */
+  stock: boolean;
 }
 
 export interface ExportedFolder {
@@ -74,12 +83,24 @@ export function roundTo(data: Float32Array, dtype: ExportDType): Float32Array {
   return decodeToF32(encodeFromF32(data, st), 0, data.length, st);
 }
 
+/** What compactModel removed from `cfg`'s model, with the data bytes at `dtype`. */
+export function compactionSummary(cfg: ModelConfig, c: CompactModel, dtype: ExportDType): CompactionSummary {
+  const item = dtype === 'float32' ? 4 : 2;
+  return {
+    params: c.params,
+    bytes: { before: c.params.before * item, after: c.params.after * item },
+    layers: c.plan.layers.map((l, i) => ({ ...l.dims, before: { ...layerDims(cfg, i) } })),
+    stock: c.config.layers === undefined,
+  };
+}
+
 /** Build the folder's files in memory. Throws CheckpointFormatError when `weights` do not fit the config. */
 export function buildHfFolder(configRaw: Record<string, unknown>, weights: Map<string, Float32Array>, opts: ExportOptions = {}): ExportedFolder {
   if (opts.compact) {
-    const c = compactModel(parseModelConfig(configRaw), weights);
+    const cfg = parseModelConfig(configRaw);
+    const c = compactModel(cfg, weights, planCompaction(cfg, weights, { uniform: opts.compact === 'uniform' }));
     const folder = buildHfFolder(c.raw, c.tensors, { ...opts, compact: false });
-    return { ...folder, compaction: { params: c.params, layers: c.plan.layers.map((l) => ({ ...l.dims })) } };
+    return { ...folder, compaction: compactionSummary(cfg, c, folder.dtype) };
   }
   const cfg = parseModelConfig(configRaw);
   const dtype = opts.dtype ?? configDType(configRaw) ?? 'float32';

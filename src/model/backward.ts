@@ -16,7 +16,7 @@ import { colSum } from '../kernels/activation';
 import { matmul } from '../kernels/matmul';
 import { crossEntropy } from '../kernels/xent';
 import { blockOf, type LinearBackward } from './blocks';
-import type { ForwardResult } from './forward';
+import type { ForwardResult, SavedLayer } from './forward';
 import type { DecoderModel } from './model';
 
 /** Weight gradient accumulators of one linear (db only for a linear with a bias). */
@@ -39,16 +39,31 @@ export interface BackwardOptions {
 export function backwardBatch(
   ctx: GpuContext, model: DecoderModel, fwd: ForwardResult, labels: Tensor, B: number, T: number, opts: BackwardOptions = {},
 ): void {
+  const dx = headBackward(ctx, model, fwd, labels, T, opts);
+  backwardLayers(ctx, model, fwd.layers, dx, model.config.numLayers, opts.stopAt ?? 0, B, T, opts).dispose();
+}
+
+/** The LM head's cross-entropy and the final norm's backward: ∂L/∂(output of the last decoder layer). */
+export function headBackward(ctx: GpuContext, model: DecoderModel, fwd: ForwardResult, labels: Tensor, T: number, opts: BackwardOptions = {}): Tensor {
   if (!fwd.final) throw new Error('backwardBatch: the forward was run without save');
-  const block = blockOf(model);
   const ce = crossEntropy(ctx, fwd.hf, model.head(), labels, { grad: true, gradScale: 1 / (T - 1), sampleSeed: opts.sampleSeed, chunkRows: opts.headChunkRows });
   ce.loss.dispose();
   ce.lse.dispose();
   ce.sampled?.dispose();
   const dHf = ce.dHidden!;
-  let dx = block.finalBackward(ctx, model, dHf, fwd.final);
+  const dx = blockOf(model).finalBackward(ctx, model, dHf, fwd.final);
   dHf.dispose();
+  return dx;
+}
 
+/**
+ * Backward through decoder layers hi−1 … lo from dx = ∂L/∂(output of layer hi−1) (consumed), with the
+ * saved forward of those layers (saved[l]); returns ∂L/∂(input of layer lo) (the caller disposes it).
+ */
+export function backwardLayers(
+  ctx: GpuContext, model: DecoderModel, saved: readonly SavedLayer[], dx: Tensor, hi: number, lo: number, B: number, T: number, opts: BackwardOptions = {},
+): Tensor {
+  const block = blockOf(model);
   // ∂L/∂y of a linear: G hook, weight gradient, then ∂L/∂a = dy·W (accumulated into `into` if given).
   const linear: LinearBackward = (name, dy, a, into) => {
     opts.onOutputGrad?.(name, dy);
@@ -60,7 +75,10 @@ export function backwardBatch(
     }
     return matmul(ctx, dy, model.weight(`${name}.weight`), { out: into, accumulate: !!into });
   };
-
-  for (let l = model.config.numLayers - 1; l >= (opts.stopAt ?? 0); l--) dx = block.layerBackward(ctx, model, l, fwd.layers[l], dx, B, T, linear);
-  dx.dispose();
+  for (let l = hi - 1; l >= lo; l--) {
+    const s = saved[l];
+    if (!s) throw new Error(`backwardLayers: decoder layer ${l} was not saved by the forward`);
+    dx = block.layerBackward(ctx, model, l, s, dx, B, T, linear);
+  }
+  return dx;
 }

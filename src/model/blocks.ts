@@ -29,6 +29,13 @@ export interface LayerStepOptions {
   inspect?: boolean;
   /** Free the layer's intermediates at its end rather than each after its last reader (the peers' pass). */
   lateFree?: boolean;
+  /** Position of the first of the T rows (generation with a KV cache: RoPE angles). Default 0. */
+  posOffset?: number;
+  /**
+   * Replaces the causal self-attention over the T rows (KV-cache generation, model/kv-cache.ts): gets
+   * the layer's projected (and rotated) q, k, v, returns what attention() would (out and lse).
+   */
+  attend?: (l: number, q: Tensor, k: Tensor, v: Tensor) => { out: Tensor; lse: Tensor };
 }
 
 /**

@@ -22,6 +22,7 @@ export interface ForwardResult {
   hf: Tensor;
   /** With save: what the final norm's backward needs. */
   final?: SavedTensors;
+  /** With save: layers[l] for every decoder layer. */
   layers: SavedLayer[];
 }
 
@@ -37,22 +38,45 @@ export interface ForwardOptions {
 /** ids: u32 [B·T]. Records the forward; returns the final hidden states (and saved tensors with `save`). */
 export function forwardBatch(ctx: GpuContext, model: DecoderModel, ids: Tensor, B: number, T: number, opts: ForwardOptions = {}): ForwardResult {
   const block = blockOf(model);
-  const save = !!opts.save;
-  let x = block.embed(ctx, model, ids, T);
+  const r = forwardLayers(ctx, model, block.embed(ctx, model, ids, T), B, T, 0, model.config.numLayers, opts);
+  const f = block.final(ctx, model, r.x, !!opts.save);
+  return { hf: f.hf, final: f.saved, layers: r.layers };
+}
+
+export interface LayerRangeOptions extends ForwardOptions {
+  /** With save: keep only the layers from this one up (a backward that stops there needs no more); default 0. */
+  saveFrom?: number;
+  /** Sees each decoder layer's input before the layer runs (which may update it in place); may record dispatches or a readback. */
+  onLayerInput?: (l: number, x: Tensor) => void;
+}
+
+/**
+ * Decoder layers lo…hi−1 on x [B·T, d] (a memory-budgeted K-FAC pass runs a range of them from an input
+ * kept on the host): the range's output and, for each saved layer l, layers[l] (unsaved: undefined).
+ * x is updated in place by unsaved layers and kept by saved ones, exactly as in forwardBatch.
+ */
+export function forwardLayers(ctx: GpuContext, model: DecoderModel, x: Tensor, B: number, T: number, lo: number, hi: number, opts: LayerRangeOptions = {}): { x: Tensor; layers: SavedLayer[] } {
+  const block = blockOf(model);
   const layers: SavedLayer[] = [];
-  for (let l = 0; l < model.config.numLayers; l++) {
+  for (let l = lo; l < hi; l++) {
+    opts.onLayerInput?.(l, x);
+    const save = !!opts.save && l >= (opts.saveFrom ?? 0);
     const r = block.layer(ctx, model, l, x, B, T, { save, keepInputs: opts.keepInputs, onInput: opts.onInput });
-    if (r.saved) layers.push(r.saved);
+    if (r.saved) layers[l] = r.saved;
     x = r.x;
   }
-  const f = block.final(ctx, model, x, save);
-  return { hf: f.hf, final: f.saved, layers };
+  return { x, layers };
 }
 
 /** Return every tensor of a ForwardResult to the pool. */
 export function releaseForward(f: ForwardResult): void {
   f.hf.dispose();
   releaseSaved(f.final);
-  for (const s of f.layers) releaseSaved(s);
-  f.layers.length = 0;
+  releaseLayers(f.layers);
+}
+
+/** Return the saved tensors of a range of layers (forwardLayers) to the pool. */
+export function releaseLayers(layers: SavedLayer[]): void {
+  for (const s of layers) releaseSaved(s);
+  layers.length = 0;
 }

@@ -8,3 +8,4 @@ export { accumulateKfac, defaultKfacBatch, disposeKfac, type KfacOptions, type K
 export { perplexity, type PerplexityOptions, type PerplexityResult } from './eval';
 export { generate, type GenerateOptions } from './generate';
 export { uploadBatch } from './batch';
+export { KvCache, forwardCached } from './kv-cache';

@@ -21,7 +21,7 @@ import { gramAccumulate, mirrorLower } from '../kernels/gram';
 import { backwardBatch, type LinearGrad } from './backward';
 import { forwardBatch, releaseForward } from './forward';
 import { uploadBatch } from './batch';
-import type { DecoderModel } from './model';
+import type { DecoderModel, PrunableLayer } from './model';
 
 export interface KfacResult {
   /** (C+1)² with a bias (ones feature last), C² without; full symmetric, already divided by N (shared by the linears of one input). */
@@ -53,6 +53,16 @@ export interface KfacOptions {
   decoderLayers?: readonly number[];
   /** Rows per LM-head cross-entropy chunk of the backward (default: xent's; a memory plan may choose fewer). */
   headChunkRows?: number;
+  /**
+   * Accumulate only these linears (names without ".weight"; a sub-layer group of a budgeted shot), within
+   * decoderLayers when both are given. Their factors are bit-identical to an all-linears pass.
+   */
+  linears?: readonly string[];
+  /**
+   * The shot's memory-budgeted pass schedule (kfac-stream.ts): the factors come from it — its passes run
+   * when first asked for, the other linears' factors parked on the host until asked for.
+   */
+  stream?: { factors(linears: readonly string[], run: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void }): Promise<Map<string, KfacResult>> };
 }
 
 // Tokens per batch by default: B·T = 4096 rows fill a 128×128-tile matmul grid on a large GPU while the
@@ -72,15 +82,14 @@ export function disposeKfac(kfac: Map<string, KfacResult> | undefined): void {
 }
 
 /** Mix (seed, batch, draw) into one u32 seed for the GPU sampler. */
-function drawSeed(seed: number, batch: number, draw: number): number {
+export function drawSeed(seed: number, batch: number, draw: number): number {
   let h = (seed ^ 0x9e3779b9) >>> 0;
   for (const v of [batch, draw]) h = Math.imul(h ^ (v + 0x7f4a7c15), 0x85ebca6b) >>> 0;
   return (h ^ (h >>> 13)) >>> 0;
 }
 
-export async function accumulateKfac(
-  ctx: GpuContext, model: DecoderModel, seqs: Int32Array[], opts: KfacOptions = {},
-): Promise<Map<string, KfacResult>> {
+/** The calibration checks of accumulateKfac (ShapeError naming the problem): tokens per sequence T, label draws k, sequences per batch. */
+export function checkKfacInput(model: DecoderModel, seqs: Int32Array[], opts: KfacOptions): { T: number; k: number; batch: number } {
   const k = opts.fisherSamples ?? 0;
   if (!Number.isInteger(k) || k < 0) throw new ShapeError(`accumulateKfac: fisherSamples must be a non-negative integer, got ${k}`);
   if (seqs.length === 0) throw new ShapeError('accumulateKfac: no calibration sequences');
@@ -92,51 +101,98 @@ export async function accumulateKfac(
   });
   const batch = opts.batch ?? defaultKfacBatch(T);
   if (!Number.isInteger(batch) || batch < 1) throw new ShapeError(`accumulateKfac: batch must be a positive integer, got ${batch}`);
-  const N = seqs.length * T;
-  const only = opts.decoderLayers ? new Set(opts.decoderLayers) : undefined;
-  if (only) {
-    for (const l of only) if (!(Number.isInteger(l) && l >= 0 && l < model.config.numLayers)) throw new ShapeError(`accumulateKfac: decoder layer ${l} is not in 0…${model.config.numLayers - 1}`);
-    if (only.size === 0) throw new ShapeError('accumulateKfac: decoderLayers is empty');
-  }
-  const layers = model.prunableLayers().filter((L) => !only || only.has(L.layer));
-  const stopAt = only ? Math.min(...only) : 0;
+  return { T, k, batch };
+}
+
+/** Zeroed K-FAC accumulators of `layers` (one A per input, one G per linear) and the hooks that fill them from a pass over N tokens with k label draws. */
+export function kfacAccumulators(ctx: GpuContext, layers: readonly PrunableLayer[], N: number, k: number) {
   const A = new Map<string, Tensor>();
   const G = new Map<string, Tensor>();
   const ones = new Map<string, boolean>(); // per input: the ones feature of its layers' bias
-  const grads = opts.weightGrads ? new Map<string, LinearGrad>() : undefined;
   const owned: Tensor[] = [];
   const zeros = (shape: number[]) => {
     const t = ctx.zeros(shape);
     owned.push(t);
     return t;
   };
-  try {
-    for (const L of layers) {
-      const n = L.C + (L.bias ? 1 : 0);
-      if (!A.has(L.inputKey)) { A.set(L.inputKey, zeros([n, n])); ones.set(L.inputKey, L.bias); }
-      if (ones.get(L.inputKey) !== L.bias) throw new ShapeError(`accumulateKfac: ${L.name} shares its input with a layer of another bias flag`);
-      G.set(L.name, zeros([L.R, L.R]));
-      grads?.set(L.name, { dW: zeros([L.R, L.C]), db: L.bias ? zeros([L.R]) : undefined });
+  for (const L of layers) {
+    const n = L.C + (L.bias ? 1 : 0);
+    if (!A.has(L.inputKey)) { A.set(L.inputKey, zeros([n, n])); ones.set(L.inputKey, L.bias); }
+    if (ones.get(L.inputKey) !== L.bias) {
+      for (const t of owned) t.dispose();
+      throw new ShapeError(`accumulateKfac: ${L.name} shares its input with a layer of another bias flag`);
     }
-    // Draws per batch: the G passes, plus a true-label pass for weight gradients when G uses samples.
-    const draws: Array<{ sample: boolean; g: boolean; w: boolean }> = k === 0
-      ? [{ sample: false, g: true, w: !!grads }]
-      : [...Array.from({ length: k }, () => ({ sample: true, g: true, w: false })), ...(grads ? [{ sample: false, g: false, w: true }] : [])];
-    const gScale = 1 / (N * Math.max(k, 1));
-    let inFlight: Promise<unknown> | undefined;
+    G.set(L.name, zeros([L.R, L.R]));
+  }
+  const gScale = 1 / (N * Math.max(k, 1));
+  return {
+    owned, zeros,
+    onInput: (key: string, a: Tensor): void => { const acc = A.get(key); if (acc) gramAccumulate(ctx, a, acc, { ones: ones.get(key), scale: 1 / N }); },
+    onOutputGrad: (name: string, dy: Tensor): void => { const acc = G.get(name); if (acc) gramAccumulate(ctx, dy, acc, { scale: gScale }); },
+    /** Mirror the accumulated lower triangles; the factors of every layer (q/k/v share their A tensor). */
+    results(): Map<string, KfacResult> {
+      for (const t of [...A.values(), ...G.values()]) mirrorLower(ctx, t);
+      return new Map(layers.map((L) => [L.name, { A: A.get(L.inputKey)!, G: G.get(L.name)!, N }]));
+    },
+  };
+}
+
+/** Label draws per batch: the G passes, plus a true-label pass for weight gradients when G uses samples. */
+export function kfacDraws(k: number, grads: boolean): Array<{ sample: boolean; g: boolean; w: boolean }> {
+  return k === 0
+    ? [{ sample: false, g: true, w: grads }]
+    : [...Array.from({ length: k }, () => ({ sample: true, g: true, w: false })), ...(grads ? [{ sample: false, g: false, w: true }] : [])];
+}
+
+/**
+ * Keeps at most two batches in flight: after a batch is recorded, wait for the previous one (and what
+ * `also` adds, e.g. its readbacks), not this one, so the GPU never idles.
+ */
+export function batchPacer(ctx: GpuContext): (also?: Promise<unknown>) => Promise<void> {
+  let inFlight: Promise<unknown> | undefined;
+  return async (also) => {
+    ctx.flush();
+    const done = Promise.all([Promise.race([ctx.device.queue.onSubmittedWorkDone(), ctx.gpu.lost.then((e) => Promise.reject(e))]), also]);
+    done.catch(() => undefined); // observed when awaited below; avoids an unhandled rejection if we stop early
+    if (inFlight) await inFlight;
+    inFlight = done;
+  };
+}
+
+export async function accumulateKfac(
+  ctx: GpuContext, model: DecoderModel, seqs: Int32Array[], opts: KfacOptions = {},
+): Promise<Map<string, KfacResult>> {
+  const only = opts.decoderLayers ? new Set(opts.decoderLayers) : undefined;
+  if (only) {
+    for (const l of only) if (!(Number.isInteger(l) && l >= 0 && l < model.config.numLayers)) throw new ShapeError(`accumulateKfac: decoder layer ${l} is not in 0…${model.config.numLayers - 1}`);
+    if (only.size === 0) throw new ShapeError('accumulateKfac: decoderLayers is empty');
+  }
+  const names = opts.linears ? new Set(opts.linears) : undefined;
+  const layers = model.prunableLayers().filter((L) => (!only || only.has(L.layer)) && (!names || names.has(L.name)));
+  if (layers.length === 0) throw new ShapeError('accumulateKfac: no prunable linear selected');
+  if (names && layers.length !== names.size) throw new ShapeError(`accumulateKfac: linears ${[...names].filter((n) => !layers.some((L) => L.name === n)).join(', ')} are not prunable linears of these decoder layers`);
+  if (opts.stream) {
+    if (opts.weightGrads) throw new ShapeError('accumulateKfac: weightGrads are not computed by a budgeted pass schedule');
+    return opts.stream.factors(layers.map((L) => L.name), { signal: opts.signal, onProgress: opts.onProgress });
+  }
+  const { T, k, batch } = checkKfacInput(model, seqs, opts);
+  const N = seqs.length * T;
+  const stopAt = Math.min(...layers.map((L) => L.layer));
+  const acc = kfacAccumulators(ctx, layers, N, k);
+  const grads = opts.weightGrads ? new Map<string, LinearGrad>() : undefined;
+  try {
+    for (const L of layers) grads?.set(L.name, { dW: acc.zeros([L.R, L.C]), db: L.bias ? acc.zeros([L.R]) : undefined });
+    const draws = kfacDraws(k, !!grads);
+    const pace = batchPacer(ctx);
     for (let s0 = 0, bi = 0; s0 < seqs.length; s0 += batch, bi++) {
       opts.signal?.throwIfAborted();
       const B = Math.min(batch, seqs.length - s0);
       const { ids, labels } = uploadBatch(ctx, seqs.slice(s0, s0 + B), T);
-      const fwd = forwardBatch(ctx, model, ids, B, T, {
-        save: true,
-        keepInputs: !!grads,
-        onInput: (key, a) => { const acc = A.get(key); if (acc) gramAccumulate(ctx, a, acc, { ones: ones.get(key), scale: 1 / N }); },
-      });
+      const fwd = forwardBatch(ctx, model, ids, B, T, { save: true, keepInputs: !!grads, onInput: acc.onInput });
       draws.forEach((d, di) => {
         backwardBatch(ctx, model, fwd, labels, B, T, {
           sampleSeed: d.sample ? drawSeed(opts.seed ?? 0, bi, di) : undefined,
-          onOutputGrad: d.g ? (name, dy) => { const acc = G.get(name); if (acc) gramAccumulate(ctx, dy, acc, { scale: gScale }); } : undefined,
+          onOutputGrad: d.g ? acc.onOutputGrad : undefined,
           weightGrads: d.w ? grads : undefined,
           stopAt,
           headChunkRows: opts.headChunkRows,
@@ -145,32 +201,24 @@ export async function accumulateKfac(
       releaseForward(fwd);
       ids.dispose();
       labels.dispose();
-      // At most two batches in flight: wait for the previous one, not this one, so the GPU never idles.
-      ctx.flush();
-      const done = Promise.race([ctx.device.queue.onSubmittedWorkDone(), ctx.gpu.lost.then((e) => Promise.reject(e))]);
-      done.catch(() => undefined); // observed when awaited below; avoids an unhandled rejection if we stop early
-      if (inFlight) await inFlight;
-      inFlight = done;
+      await pace();
       opts.onProgress?.(Math.min(s0 + B, seqs.length), seqs.length);
     }
-    for (const t of [...A.values(), ...G.values()]) mirrorLower(ctx, t);
-    const out = new Map<string, KfacResult>();
+    const out = acc.results();
     for (const L of layers) {
-      const r: KfacResult = { A: A.get(L.inputKey)!, G: G.get(L.name)!, N };
       const g = grads?.get(L.name);
-      if (g) {
-        // Mean over sequences of the per-sequence loss.
-        r.dW = scale(ctx, g.dW, 1 / seqs.length);
-        if (g.db) r.db = scale(ctx, g.db, 1 / seqs.length);
-        g.dW.dispose();
-        g.db?.dispose();
-      }
-      out.set(L.name, r);
+      if (!g) continue;
+      // Mean over sequences of the per-sequence loss.
+      const r = out.get(L.name)!;
+      r.dW = scale(ctx, g.dW, 1 / seqs.length);
+      if (g.db) r.db = scale(ctx, g.db, 1 / seqs.length);
+      g.dW.dispose();
+      g.db?.dispose();
     }
     await ctx.sync();
     return out;
   } catch (e) {
-    for (const t of owned) t.dispose();
+    for (const t of acc.owned) t.dispose();
     throw e;
   }
 }

@@ -22,6 +22,8 @@ export type { PrunableLayer };
 
 export class DecoderModel {
   private readonly aux = new Map<string, Tensor>();
+  /** Weights moved to host memory (offload), exact f32 copies, until restore(). */
+  private readonly offloaded = new Map<string, Float32Array>();
 
   private constructor(
     readonly ctx: GpuContext,
@@ -71,6 +73,7 @@ export class DecoderModel {
   /** The GPU tensor of a canonical parameter name; throws ShapeError for an unknown name. */
   weight(name: string): Tensor {
     const t = this.weights.get(name);
+    if (!t && this.offloaded.has(name)) throw new ShapeError(`model: ${name} is offloaded to host memory (restore it first)`);
     if (!t) throw new ShapeError(`model: no tensor named ${name}`);
     if (t.isDisposed) throw new ShapeError(`model: ${name} was disposed (model disposed?)`);
     return t;
@@ -78,12 +81,40 @@ export class DecoderModel {
 
   /** The tensor if the model has it (optional biases), else undefined. */
   maybeWeight(name: string): Tensor | undefined {
-    return this.weights.has(name) ? this.weight(name) : undefined;
+    return this.weights.has(name) || this.offloaded.has(name) ? this.weight(name) : undefined;
+  }
+
+  /**
+   * Move these weights to host memory and free their GPU buffers (a memory-budgeted shot's update pass
+   * needs only the weights of the linears it updates). The host copies are the exact f32 values; weight()
+   * refuses an offloaded name until restore().
+   */
+  async offload(names: readonly string[]): Promise<void> {
+    const todo = names.filter((n) => this.weights.has(n));
+    // All readbacks are recorded before the first is awaited; each buffer is freed once its copy is queued.
+    const reads = todo.map((n) => { const t = this.weight(n), r = t.read(); t.dispose(); this.weights.delete(n); return r; });
+    const data = await Promise.all(reads);
+    todo.forEach((n, i) => this.offloaded.set(n, data[i]));
+  }
+
+  /** Upload offloaded weights again (default: all of them). */
+  restore(names: readonly string[] = [...this.offloaded.keys()]): void {
+    for (const n of names) {
+      const data = this.offloaded.get(n);
+      if (!data) continue;
+      this.weights.set(n, this.ctx.upload(data, this.shapes.get(n)!));
+      this.offloaded.delete(n);
+    }
+  }
+
+  /** Names of the weights now in host memory. */
+  offloadedNames(): string[] {
+    return [...this.offloaded.keys()];
   }
 
   /** Canonical parameter names in checkpoint order. */
   names(): string[] {
-    return [...this.weights.keys()];
+    return [...this.shapes.keys()];
   }
 
   /** The LM head matrix [V, d]: the token embedding when tied, lm_head otherwise. */
@@ -105,7 +136,10 @@ export class DecoderModel {
   /** Read every weight back to the host (new arrays, canonical names). */
   async exportWeights(): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
-    for (const [name, t] of this.weights) out.set(name, await t.read());
+    for (const name of this.shapes.keys()) {
+      const t = this.weights.get(name);
+      out.set(name, t ? await t.read() : this.offloaded.get(name)!.slice());
+    }
     return out;
   }
 
@@ -125,6 +159,7 @@ export class DecoderModel {
 
   dispose(): void {
     for (const t of this.weights.values()) t.dispose();
+    this.offloaded.clear();
     for (const t of this.aux.values()) t.dispose();
     this.aux.clear();
   }

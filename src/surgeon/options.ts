@@ -39,6 +39,13 @@ export interface PruneOptions {
   evaluate?: { ids: Int32Array; seqlen: number; windows?: number };
   /** Low-rank first-order correction after every shot (ALGORITHM.md §8); true = defaults. */
   lora?: LoraOptions | boolean;
+  /**
+   * rows-cols only: every decoder layer keeps the same FFN width (each layer its own cheapest neurons,
+   * surgeon/uniform.ts), so a compact export has a stock config (ffn_dim / intermediate_size).
+   */
+  uniform?: boolean;
+  /** With uniform: also the same number of heads / kv groups per layer, attention pruned by whole kv groups (not OPT). */
+  uniformHeads?: boolean;
   onProgress?: (p: PruneProgress) => void;
   signal?: AbortSignal;
 }
@@ -78,6 +85,8 @@ export interface Resolved {
   maxChunk: number;
   /** Resolved low-rank correction settings (undefined: off). */
   lora?: ResolvedLora;
+  /** Uniform widths (rows-cols only); heads: kv groups too. */
+  uniform?: { heads: boolean };
 }
 
 export interface ResolvedLora {
@@ -147,6 +156,13 @@ export function resolveOptions(o: PruneOptions, layers: readonly PrunableLayer[]
     const { ids, seqlen } = o.evaluate;
     if (!(ids instanceof Int32Array) || !Number.isInteger(seqlen) || seqlen < 2) throw new PruneConfigError('evaluate needs ids (Int32Array) and an integer seqlen ≥ 2');
   }
+  for (const k of ['uniform', 'uniformHeads'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new PruneConfigError(`${k} must be true or false, got ${String(o[k])}`);
+  }
+  if (o.uniformHeads && !o.uniform) throw new PruneConfigError('uniformHeads needs uniform: true (equal head counts constrain a uniform prune)');
+  if (o.uniform && !structured) {
+    throw new PruneConfigError(`uniform needs structure rows-cols: ${o.structure} zeroes single weights, which removes no FFN neuron or head, so no width could be made uniform`);
+  }
   const correlate = o.maxCorrelate ?? Infinity;
   if (o.lora !== undefined && typeof o.lora !== 'boolean' && (o.lora === null || typeof o.lora !== 'object')) throw new PruneConfigError('lora must be a boolean or an options object');
   const lora = o.lora ? resolveLora(o.lora === true ? {} : o.lora, layers, o.seed ?? 0) : undefined;
@@ -159,5 +175,6 @@ export function resolveOptions(o: PruneOptions, layers: readonly PrunableLayer[]
     independent: correlate === 1,
     maxChunk: Math.min(o.maxChunk ?? DEFAULT_CHUNK, correlate),
     lora,
+    ...(o.uniform ? { uniform: { heads: !!o.uniformHeads } } : {}),
   };
 }

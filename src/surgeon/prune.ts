@@ -25,6 +25,8 @@ import { packedCols } from '../arch/types';
 import { PruneAbortedError, PruneConfigError, resolveOptions, type Phase, type PruneOptions, type PruneReport } from './options';
 import { loraCorrect, type LoraResult } from './lora';
 import { countLayerZeros, runShot } from './shot';
+import { KfacStream } from '../model/kfac-stream';
+import type { PrunableLayer } from '../model/model';
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now()) / 1000;
 
@@ -49,12 +51,17 @@ export interface PruneRunOptions {
   groups?: readonly (readonly number[])[];
   /** Rows per LM-head cross-entropy chunk of the K-FAC passes (the memory plan's; default xent's). */
   headChunkRows?: number;
+  /**
+   * 'linear': a shot's problems, inverses, costs and updates run one prunable linear at a time, the other
+   * factors of its pass parked in host memory (api/plan.ts); default 'layer': a pass's layers together.
+   */
+  split?: 'layer' | 'linear';
+  /** Streamed passes (model/kfac-stream.ts): pass inputs and gradients kept on the host; `groups` must then run top-down. */
+  streamed?: boolean;
+  /** During a budgeted shot's update pass, keep only the updated linears' weights on the GPU (the others in host memory). */
+  offloadUpdate?: boolean;
 }
 
-/**
- * Prune the model's prunable layers in place on the GPU (see the file comment). Validates the
- * options first (PruneConfigError, ShapeError); throws PruneAbortedError when `signal` aborts.
- */
 /** The layer groups of a shot: every decoder layer exactly once (default: one group of all). */
 function checkGroups(groups: PruneRunOptions['groups'], numLayers: number): number[][] {
   const all = Array.from({ length: numLayers }, (_, i) => i);
@@ -72,6 +79,25 @@ function checkGroups(groups: PruneRunOptions['groups'], numLayers: number): numb
   return groups.map((g) => [...g]);
 }
 
+/** A shot's groups of prunable linears (indices into `layers`): per pass its layers' linears, or each linear alone. */
+export function shotGroups(layers: readonly PrunableLayer[], passes: readonly (readonly number[])[], split: 'layer' | 'linear' = 'layer'): number[][] {
+  const out: number[][] = [];
+  for (const pass of passes) {
+    const idx = layers.flatMap((L, i) => (pass.includes(L.layer) ? [i] : []));
+    if (split === 'linear') out.push(...idx.map((i) => [i]));
+    else if (idx.length) out.push(idx);
+  }
+  return out;
+}
+
+/** Weight and bias names of a linear. */
+const paramsOf = (L: PrunableLayer): string[] => [`${L.name}.weight`, ...(L.bias ? [`${L.name}.bias`] : [])];
+
+/**
+ * Prune the model's prunable layers in place on the GPU (see the file comment). Validates the
+ * options first (PruneConfigError, ShapeError); throws PruneAbortedError when `signal` aborts.
+ */
+
 export async function pruneModel(ctx: GpuContext, model: DecoderModel, calib: Int32Array[], opts: PruneOptions & PruneRunOptions): Promise<PruneReport> {
   const layers = model.prunableLayers();
   const o = resolveOptions(opts, layers, calib);
@@ -88,11 +114,23 @@ export async function pruneModel(ctx: GpuContext, model: DecoderModel, calib: In
   const progress = (phase: Phase, fraction: number, layer?: string, pass?: { pass: number; passes: number }): void => {
     if (!opts.onProgress) return;
     const done = (shot - 1 - first + fraction) / (T - first), el = now() - start;
-    opts.onProgress({ phase, shot, shots: T, layer, fraction, etaSeconds: done > 0 ? (el / done) * (1 - done) : undefined, ...pass });
+    // The shot numbers its groups of linears; progress names the calibration pass that serves the group.
+    const at = pass && { pass: passOfGroup[pass.pass - 1] + 1, passes: passes.length };
+    opts.onProgress({ phase, shot, shots: T, layer, fraction, etaSeconds: done > 0 ? (el / done) * (1 - done) : undefined, ...at });
   };
   let rowsCols: Array<{ rows: number; cols: number }> | undefined;
   let zeros: Uint32Array = first === T ? await countLayerZeros(ctx, model, layers) : new Uint32Array(layers.length);
-  const groups = checkGroups(opts.groups, model.config.numLayers);
+  const passes = checkGroups(opts.groups, model.config.numLayers);
+  const groups = shotGroups(layers, passes, opts.split);
+  const passOfGroup = groups.map((g) => passes.findIndex((p) => p.includes(layers[g[0]].layer)));
+  const kfacOpts = { fisherSamples: opts.fisherSamples, seed: opts.seed, batch: opts.batch, headChunkRows: opts.headChunkRows };
+  // Offloading during the update: each group's update sees only its own linears' weights on the GPU.
+  const frozen = layers.flatMap(paramsOf);
+  const beforeUpdate = opts.offloadUpdate ? async (group: readonly PrunableLayer[]): Promise<void> => {
+    const need = new Set(group.flatMap(paramsOf));
+    await model.offload(frozen.filter((n) => !need.has(n)));
+    model.restore([...need]);
+  } : undefined;
   for (shot = first + 1; shot <= T; shot++) {
     const st = (shot * opts.sparsity) / T;
     const shotSec: Record<string, number> = {};
@@ -106,14 +144,19 @@ export async function pruneModel(ctx: GpuContext, model: DecoderModel, calib: In
       if (p === 'threshold') written = true; // the updates come next
     };
     abortCheck(`before shot ${shot}`);
+    // A budgeted shot's passes (several groups): its factors come from one pass schedule per shot.
+    const stream = groups.length > 1 && o.method !== 'magnitude' ? new KfacStream(ctx, model, calib, { passes, streamed: !!opts.streamed, ...kfacOpts }) : undefined;
     const r = await runShot({
-      ctx, model, layers, calib, o, shot, st, groups, signal, time,
-      kfac: { fisherSamples: opts.fisherSamples, seed: opts.seed, batch: opts.batch, headChunkRows: opts.headChunkRows },
+      ctx, model, layers, calib, o, shot, st, groups, signal, time, beforeUpdate,
+      kfac: { ...kfacOpts, stream },
       progress,
     }).catch((e: unknown) => {
       // An abort inside the shot before its first update (curvature, costs) changed no weight.
       if (e instanceof PruneAbortedError && e.weightsChanged && !written) throw new PruneAbortedError(e.where, false);
       throw e;
+    }).finally(() => {
+      stream?.dispose();
+      model.restore();
     });
     zeros = r.zeros;
     if (r.rowsCols) rowsCols = r.rowsCols;

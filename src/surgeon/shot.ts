@@ -20,12 +20,13 @@ import { packLinear, scatter2d, unpackLinear } from '../kernels/gather';
 import { groupCosts, groupMask, zeroSelected } from '../kernels/obs';
 import { countZeros } from '../kernels/reduce';
 import { kthSmallestTensor, maskLessEqual } from '../kernels/select';
-import { accumulateKfac, disposeKfac, type KfacResult } from '../model/kfac';
+import { accumulateKfac, disposeKfac, type KfacOptions, type KfacResult } from '../model/kfac';
 import type { DecoderModel, PrunableLayer } from '../model/model';
 import { buildProblems, disposeProblem, invertProblems, reloadProblems, spillProblems, type HostProblem, type LayerProblem } from './curvature';
 import { elementCosts, rowColCosts, rowColOffsets } from './costs';
 import { PruneAbortedError, type Phase, type Resolved } from './options';
-import { kthIndex, kthSmallestHost, structuredThreshold } from './threshold';
+import { kthIndex, kthSmallestHost, selectionsAt, structuredThreshold, uniformThreshold, type StructuredLayerCosts, type StructuredSelection, type UniformKind } from './threshold';
+import { uniformKinds } from './uniform';
 import { elementUpdate, liveMasks, PivotChecks } from './update-elements';
 import { structuredUpdate } from './update-structured';
 
@@ -38,9 +39,11 @@ export interface ShotInput {
   /** This shot's number and target sparsity s_t. */
   shot: number;
   st: number;
-  /** Decoder layers per calibration pass (api/plan.ts); one group = all layers at once. */
+  /** Prunable linears (indices into `layers`) of each group (api/plan.ts, prune.ts shotGroups); one group = all layers at once. */
   groups: readonly (readonly number[])[];
-  kfac: { fisherSamples?: number; seed?: number; batch?: number; headChunkRows?: number };
+  kfac: { fisherSamples?: number; seed?: number; batch?: number; headChunkRows?: number; stream?: KfacOptions['stream'] };
+  /** Awaited before each group's update pass of a budgeted shot (prune.ts: weights of the other linears to host memory). */
+  beforeUpdate?: (layers: readonly PrunableLayer[]) => Promise<void>;
   signal?: AbortSignal;
   /** Progress within a phase; pass/passes: the calibration pass of a budgeted shot. */
   progress: (phase: Phase, fraction: number, layer?: string, pass?: { pass: number; passes: number }) => void;
@@ -79,7 +82,7 @@ async function groupProblems(s: ShotInput, layers: readonly PrunableLayer[], dec
     if (o.method !== 'magnitude') {
       try {
         kfac = await accumulateKfac(ctx, model, s.calib, {
-          ...s.kfac, signal: s.signal, decoderLayers,
+          ...s.kfac, signal: s.signal, decoderLayers, linears: decoderLayers && layers.map((L) => L.name),
           onProgress: (d, n) => s.progress('curvature', (pass + d / n) / passes, undefined, passes > 1 ? { pass: pass + 1, passes } : undefined),
         });
       } catch (e) {
@@ -99,13 +102,24 @@ async function groupProblems(s: ShotInput, layers: readonly PrunableLayer[], dec
   }
 }
 
+/** Removed rows and columns of a selection: the updated ones and those only zeroed (`also`). */
+const removedMasks = (sel: StructuredSelection): { row: Uint8Array; col: Uint8Array } => {
+  const a = sel.also;
+  return a ? { row: sel.row.map((v, i) => v | a.row[i]), col: sel.col.map((v, i) => v | a.col[i]) } : sel;
+};
+
+/** Rows and columns removed per layer (report.layers rowsRemoved / colsRemoved). */
+const countRemoved = (sels: readonly StructuredSelection[]): ShotResult['rowsCols'] =>
+  sels.map((sel) => { const { row, col } = removedMasks(sel); return { rows: row.reduce((a, b) => a + b, 0), cols: col.reduce((a, b) => a + b, 0) }; });
+
 /** rows-cols update of some layers from their selections, removed rows/columns zeroed exactly. */
-async function applyStructured(s: ShotInput, probs: LayerProblem[], sels: Array<{ row: Uint8Array; col: Uint8Array }>, done: number, total: number): Promise<void> {
+async function applyStructured(s: ShotInput, probs: LayerProblem[], sels: StructuredSelection[], done: number, total: number): Promise<void> {
   const { ctx, o } = s;
   if (o.method === 'surgeon') await Promise.all(probs.map((p, l) => structuredUpdate(ctx, p, sels[l].row, sels[l].col, o.independent, s.signal)));
   probs.forEach((p, l) => {
     if (p.Wl && p.lr && p.lc) scatter2d(ctx, p.Wl, p.Wp, { rows: p.lr, nR: p.liveRows.length, cols: p.lc, nC: p.liveCols.length });
-    const rs = ctx.upload(Float32Array.from(sels[l].row)), cs = ctx.upload(Float32Array.from(sels[l].col));
+    const z = removedMasks(sels[l]);
+    const rs = ctx.upload(Float32Array.from(z.row)), cs = ctx.upload(Float32Array.from(z.col));
     zeroSelected(ctx, p.Wp, rs, cs);
     rs.dispose(); cs.dispose();
     s.progress('update', (done + l + 1) / total, p.L.name);
@@ -131,6 +145,18 @@ function selection(s: ShotInput, probs: readonly LayerProblem[], costs: Tensor[]
     frac,
     masks: (tau) => groups.map((g, l) => groupMask(ctx, g.gcost, g.pick, tau, probs[l].C1, m)),
   };
+}
+
+// The uniform units of a prune, built once per layer list (the same array serves every shot of a prune).
+const kindsCache = new WeakMap<readonly PrunableLayer[], UniformKind[]>();
+
+/** rows-cols: the rows/columns to remove this shot, by the global threshold or, uniform, in equal-width steps. */
+function structuredSelection(s: ShotInput, per: readonly StructuredLayerCosts[]): StructuredSelection[] {
+  const u = s.o.uniform;
+  if (!u) return selectionsAt(per, structuredThreshold(per, s.st).tau);
+  let kinds = kindsCache.get(s.layers);
+  if (!kinds) kindsCache.set(s.layers, (kinds = uniformKinds(s.model.config, s.layers, u.heads)));
+  return uniformThreshold(per, kinds, s.st).sels;
 }
 
 /** element / N:M update of some layers from their masks, masked entries zeroed exactly. */
@@ -182,11 +208,10 @@ async function shotAllAtOnce(s: ShotInput): Promise<ShotResult> {
       s.time('costs');
       const { offs } = rowColOffsets(probs);
       const per = probs.map((p, l) => ({ R: p.R, C1: p.C1, row: host.subarray(offs[l], offs[l] + p.R), col: host.subarray(offs[l] + p.R, offs[l] + p.R + p.C1) }));
-      const { tau } = structuredThreshold(per, s.st);
-      const sels = per.map((c) => ({ row: Uint8Array.from(c.row, (v) => (v <= tau ? 1 : 0)), col: Uint8Array.from(c.col, (v) => (v <= tau ? 1 : 0)) }));
+      const sels = structuredSelection(s, per);
       s.time('threshold');
       await applyStructured(s, probs, sels, 0, probs.length);
-      rowsCols = sels.map(({ row, col }) => ({ rows: row.reduce((a, b) => a + b, 0), cols: col.reduce((a, b) => a + b, 0) }));
+      rowsCols = countRemoved(sels);
     } else {
       const costs = elementCosts(ctx, probs, o.method);
       owned.push(...costs);
@@ -216,13 +241,13 @@ async function shotInGroups(s: ShotInput): Promise<ShotResult> {
   const { ctx, o, layers } = s;
   const passes = s.groups.length;
   const index = new Map(layers.map((L, i) => [L, i]));
-  const groupLayers = s.groups.map((g) => { const set = new Set(g); return layers.filter((L) => set.has(L.layer)); });
+  const groupLayers = s.groups.map((g) => g.map((i) => layers[i]));
   const parked: HostProblem[][] = [];
   // Per layer (layer order): structured row/column costs, element costs or N:M group costs, on the host.
   const rowCol: Array<{ R: number; C1: number; row: Float32Array; col: Float32Array }> = new Array(layers.length);
   const selCosts: Float32Array[] = new Array(layers.length);
   for (let g = 0; g < passes; g++) {
-    const probs = await groupProblems(s, groupLayers[g], s.groups[g], g, passes);
+    const probs = await groupProblems(s, groupLayers[g], [...new Set(groupLayers[g].map((L) => L.layer))], g, passes);
     try {
       s.time('curvature');
       if (o.structured) {
@@ -251,12 +276,10 @@ async function shotInGroups(s: ShotInput): Promise<ShotResult> {
   }
 
   // One global threshold over every layer of the shot.
-  let sels: Array<{ row: Uint8Array; col: Uint8Array }> | undefined;
+  let sels: StructuredSelection[] | undefined;
   let tau: number | undefined;
-  if (o.structured) {
-    const t = structuredThreshold(rowCol, s.st).tau;
-    sels = rowCol.map((c) => ({ row: Uint8Array.from(c.row, (v) => (v <= t ? 1 : 0)), col: Uint8Array.from(c.col, (v) => (v <= t ? 1 : 0)) }));
-  } else {
+  if (o.structured) sels = structuredSelection(s, rowCol);
+  else {
     const k = kthIndex(selectionFraction(o, s.st), selCosts.reduce((a, c) => a + c.length, 0));
     if (k >= 0) tau = kthSmallestHost(selCosts, k);
   }
@@ -272,6 +295,7 @@ async function shotInGroups(s: ShotInput): Promise<ShotResult> {
   }
   let done = 0;
   for (let g = 0; g < passes; g++) {
+    await s.beforeUpdate?.(groupLayers[g]);
     const probs = reloadProblems(ctx, s.model, parked[g]);
     parked[g] = [];
     const owned: Tensor[] = [];
@@ -296,7 +320,7 @@ async function shotInGroups(s: ShotInput): Promise<ShotResult> {
     if (s.signal?.aborted) throw new PruneAbortedError(`during the update of shot ${s.shot}, after ${done} of ${layers.length} layers were written`);
   }
   s.time('update');
-  const rowsCols = sels?.map(({ row, col }) => ({ rows: row.reduce((a, b) => a + b, 0), cols: col.reduce((a, b) => a + b, 0) }));
+  const rowsCols = sels && countRemoved(sels);
   return { zeros, rowsCols };
 }
 

@@ -48,6 +48,133 @@ export function structuredThreshold(layers: readonly StructuredLayerCosts[], s: 
   return { tau, removed, budget, total };
 }
 
+/** Row or column i of the structured layer k (an index into the costs list). */
+export interface StructRef { k: number; row: boolean; i: number }
+
+/**
+ * A unit that a uniform prune removes whole: it dies when any one of its `sides` goes (all structures
+ * of that side); `rest` are further structures of it that carry nothing once it is dead (e.g. the q/k
+ * rows of a kv group whose v rows or o columns went).
+ */
+export interface UnitSpec { sides: StructRef[][]; rest: StructRef[] }
+
+/** Units of one kind per decoder layer (units[l]); a uniform prune leaves every layer the same count. */
+export type UniformKind = ReadonlyArray<readonly UnitSpec[]>;
+
+/**
+ * Rows and columns of one structured layer to remove (1 = removed). `also`: further ones that are only
+ * set to zero, without an OBS update — the other sides of a unit removed by one side, which carry
+ * nothing once that side is zero (relu(0) = 0, silu(0)·up = 0, softmax·0 = 0).
+ */
+export interface StructuredSelection { row: Uint8Array; col: Uint8Array; also?: { row: Uint8Array; col: Uint8Array } }
+
+/** The masks of §5's τ: every row/column with cost ≤ τ. */
+export const selectionsAt = (layers: readonly StructuredLayerCosts[], tau: number): StructuredSelection[] =>
+  layers.map((c) => ({ row: Uint8Array.from(c.row, (v) => (v <= tau ? 1 : 0)), col: Uint8Array.from(c.col, (v) => (v <= tau ? 1 : 0)) }));
+
+/** One step of a uniform kind: every layer still wider than some width loses its next cheapest unit. */
+interface Level { cost: number; update: Int32Array; zero: Int32Array }
+
+/**
+ * The steps of one uniform kind, widest first. Per layer the units are ranked by their cost — the
+ * cheapest side's summed cost (the free threshold would take that side first) — and a step removes
+ * each layer's next unit: that side with its OBS update, the unit's other structures zeroed with it,
+ * so the parameters counted are the ones a compact export drops (none turn up dead a shot later). A
+ * step enters the global order at the mean cost of its units, so that it compares per structure as §5
+ * compares structures; costs are made non-decreasing so the steps are taken in order. Steps down to
+ * the narrowest live width of any layer cost 0: that layer cannot get its dead units back, so the
+ * others must follow.
+ */
+function levels(layers: readonly StructuredLayerCosts[], units: UniformKind, flat: (r: StructRef) => number): Level[] {
+  const cost = (r: StructRef) => { const v = r.row ? layers[r.k].row[r.i] : layers[r.k].col[r.i]; return Number.isNaN(v) ? 0 : v; };
+  const ranked = units.map((us) => {
+    const scored = us.map((u) => {
+      const sideCosts = u.sides.map((s) => s.reduce((a, r) => a + cost(r), 0));
+      const best = sideCosts.indexOf(Math.min(...sideCosts));
+      return { cost: sideCosts[best], update: u.sides[best].map(flat), zero: [...u.sides.filter((_, j) => j !== best).flat(), ...u.rest].map(flat) };
+    });
+    return scored.map((_, j) => j).sort((a, b) => scored[a].cost - scored[b].cost || a - b).map((j) => scored[j]);
+  });
+  const minLive = Math.min(...ranked.map((r) => r.filter((u) => u.cost > 0).length));
+  const out: Level[] = [];
+  let prev = 0;
+  for (let w = Math.max(...ranked.map((r) => r.length)) - 1; w >= 1; w--) {
+    const step = ranked.filter((r) => r.length > w).map((r) => r[r.length - w - 1]);
+    const mean = step.reduce((a, u) => a + u.cost, 0) / step.length;
+    prev = w >= minLive ? 0 : Math.max(prev, mean);
+    out.push({ cost: prev, update: Int32Array.from(step.flatMap((u) => u.update)), zero: Int32Array.from(step.flatMap((u) => u.zero)) });
+  }
+  return out;
+}
+
+/**
+ * §5 with uniform kinds (a uniform prune): the FFN neurons (and with uniform heads the kv groups) of
+ * `kinds` are removed only in steps that leave every decoder layer the same width, each layer its own
+ * cheapest units; every other row and column stays under the free threshold. Steps and free structures
+ * share one order by cost and the longest prefix (tie groups whole) whose removed parameters fit
+ * s·total is taken. With no kinds the selection is structuredThreshold's.
+ */
+export function uniformThreshold(layers: readonly StructuredLayerCosts[], kinds: readonly UniformKind[], s: number): { sels: StructuredSelection[]; removed: number; budget: number; total: number } {
+  const total = layers.reduce((t, l) => t + l.R * l.C1, 0);
+  const budget = s * total;
+  const base: number[] = [];
+  let n = 0;
+  for (const L of layers) { base.push(n); n += L.R + L.C1; }
+  const flat = (r: StructRef) => base[r.k] + (r.row ? r.i : layers[r.k].R + r.i);
+  // Structure e: layer layerOf[e], row or column local[e], cost val[e].
+  const layerOf = new Int32Array(n), local = new Int32Array(n), isRow = new Uint8Array(n), val = new Float64Array(n);
+  layers.forEach((L, k) => {
+    for (let i = 0; i < L.R + L.C1; i++) {
+      const e = base[k] + i, row = i < L.R;
+      layerOf[e] = k; isRow[e] = row ? 1 : 0; local[e] = row ? i : i - L.R; val[e] = row ? L.row[i] : L.col[i - L.R];
+    }
+  });
+  const inUnit = new Uint8Array(n);
+  for (const kind of kinds) for (const us of kind) for (const u of us) for (const r of [...u.sides.flat(), ...u.rest]) inUnit[flat(r)] = 1;
+  const steps = kinds.flatMap((kind) => levels(layers, kind, flat));
+  // Items: the free structures (item e < n is structure e) and the steps (item n + j), ordered by cost.
+  const items: number[] = [];
+  for (let e = 0; e < n; e++) if (!inUnit[e]) items.push(e);
+  steps.forEach((_, j) => items.push(n + j));
+  const itemCost = (it: number) => (it < n ? val[it] : steps[it - n].cost);
+  items.sort((a, b) => itemCost(a) - itemCost(b) || a - b);
+  const r = new Int32Array(layers.length), c = new Int32Array(layers.length);
+  const counted = new Uint8Array(n);
+  const add = (e: number): number => {
+    if (counted[e]) return 0;
+    counted[e] = 1;
+    const k = layerOf[e];
+    // The increment of one structure given the ones already counted (order within a tie group is irrelevant).
+    if (isRow[e]) { r[k]++; return layers[k].C1 - c[k]; }
+    c[k]++;
+    return layers[k].R - r[k];
+  };
+  let removed = 0, end = 0;
+  for (let i = 0; i < items.length;) {
+    let j = i, next = removed;
+    while (j < items.length && itemCost(items[j]) === itemCost(items[i])) {
+      const it = items[j++];
+      if (it < n) next += add(it);
+      else for (const list of [steps[it - n].update, steps[it - n].zero]) for (const e of list) next += add(e);
+    }
+    if (next > budget) break;
+    removed = next;
+    end = i = j;
+  }
+  const sels: StructuredSelection[] = layers.map((L) => ({ row: new Uint8Array(L.R), col: new Uint8Array(L.C1) }));
+  const mark = (e: number, zeroOnly: boolean) => {
+    const s = sels[layerOf[e]];
+    const m = zeroOnly ? (s.also ??= { row: new Uint8Array(s.row.length), col: new Uint8Array(s.col.length) }) : s;
+    (isRow[e] ? m.row : m.col)[local[e]] = 1;
+  };
+  for (const it of items.slice(0, end)) {
+    if (it < n) { mark(it, false); continue; }
+    for (const e of steps[it - n].update) mark(e, false);
+    for (const e of steps[it - n].zero) mark(e, true);
+  }
+  return { sels, removed, budget, total };
+}
+
 export interface Chunk {
   /** First and last live row (local numbering) of the chunk; rows between them without entries are included (zero rows). */
   r0: number;

@@ -2,7 +2,8 @@
  * Pruning in the built demo (Chromium, WebGPU via SwiftShader, work in the dedicated worker): a tiny
  * structured prune of the embedded opt-micro through the page's controls with its perplexity table
  * (dense and pruned values checked against the float64 reference), sparsity chart and generated text;
- * the downloaded zip loads back in Node with the requested sparsity; a cancelled job resumes from its
+ * the downloaded zip loads back in Node with the requested sparsity, the compact readout (sizes, tokens/s
+ * dense vs compact) and its download (the compact model of that zip); a cancelled job resumes from its
  * OPFS checkpoint; downloads are cached in Cache Storage and clearCache() drops them; the LoRA checkbox
  * (off for the peers and magnitude) adds the 'lora' phase and per-shot losses to a run.
  * Screenshots: test/artifacts/demo-pruned.png, demo-cancelled.png, demo-resumed.png, demo-lora.png.
@@ -11,6 +12,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compactModel } from '../../src/compact/index';
 import { loadCheckpoint, type LoadedCheckpoint } from '../../src/io/checkpoint';
 import { loadTokenizer } from '../../src/io/tokenizer';
 import { refPerplexity, type RefOpt } from '../../src/reference/opt';
@@ -112,6 +114,18 @@ describe('pruning in the demo page', () => {
       expect(Math.abs(dense - wantDense)).toBeLessThanOrEqual(1e-4 * wantDense + 5e-4);
       expect(Math.abs(last - wantPruned)).toBeLessThanOrEqual(1e-4 * wantPruned + 5e-4);
       expect(last).not.toBe(dense);
+
+      // The compact readout (measured during the job, before "Pruned to") and its download: the zip holds
+      // exactly compactModel() of the zeroed download, so fewer parameters and per-layer widths.
+      const info = await page.textContent('[data-testid=compact-info]');
+      console.log(`[e2e] ${info}`);
+      expect(info).toMatch(/^Compact model: [\d,]+ of [\d,]+ parameters .*weights [\d.]+ \w+ → [\d.]+ \w+ \(f32\).* [\d.]+ tokens\/s dense → [\d.]+ tokens\/s compact \([\d.]+×\), same text\.$/);
+      const [compactDownload] = await Promise.all([page.waitForEvent('download'), page.click('#export-compact')]);
+      const compactPath = join(ARTIFACTS, 'pruned-opt-micro-compact.zip');
+      await compactDownload.saveAs(compactPath);
+      const small = await loadCheckpoint(compactPath), want = compactModel(back.config, back.tensors);
+      expect(small.config.layers).toEqual(want.config.layers);
+      for (const [name, t] of want.tensors) expect(small.tensors.get(name), name).toEqual(t);
     }));
 
   it('downloads are cached in Cache Storage (model id/URL + file) and clearCache() drops them', () =>

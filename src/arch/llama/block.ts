@@ -52,16 +52,17 @@ export const llamaBlock: DecoderBlock = {
     const late: Tensor[] = [];
     const done = (t: Tensor) => (o.lateFree ? late.push(t) : t.dispose());
     const lin = (a: Tensor, name: string, out?: Tensor) => linear(ctx, model, a, `${p}${name}`, out);
-    const table = ropeTable(ctx, model, T);
+    const pos = o.posOffset ?? 0;
+    const table = ropeTable(ctx, model, pos + T);
     const n1 = rmsNorm(ctx, x, w(`${p}input_layernorm.weight`), { eps: c.rmsNormEps });
     o.onInput?.(`${p}self_attn.q_proj`, n1.y);
     const q = lin(n1.y, 'self_attn.q_proj');
     const k = lin(n1.y, 'self_attn.k_proj');
     const v = lin(n1.y, 'self_attn.v_proj');
     if (!keep) done(n1.y);
-    rope(ctx, q, table, { seqLen: T, heads: numHeads, headDim: c.headDim, out: q });
-    rope(ctx, k, table, { seqLen: T, heads: numKvHeads, headDim: c.headDim, out: k });
-    const att = attention(ctx, q, k, v, { batch: B, heads: numHeads, kvHeads: numKvHeads }, { impl: model.attentionImpl });
+    rope(ctx, q, table, { seqLen: T, heads: numHeads, headDim: c.headDim, positionOffset: pos, out: q });
+    rope(ctx, k, table, { seqLen: T, heads: numKvHeads, headDim: c.headDim, positionOffset: pos, out: k });
+    const att = o.attend?.(l, q, k, v) ?? attention(ctx, q, k, v, { batch: B, heads: numHeads, kvHeads: numKvHeads }, { impl: model.attentionImpl });
     o.onInput?.(`${p}self_attn.o_proj`, att.out);
     let h = x;
     if (save || o.inspect) {

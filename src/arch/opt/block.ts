@@ -43,7 +43,7 @@ export const optBlock: DecoderBlock = {
     const v = lin(ln1.y, 'self_attn.v_proj');
     if (!keep) done(ln1.y);
     // The layer's own head count (compact models); headDim, hence q's scale, never changes.
-    const att = attention(ctx, q, k, v, { batch: B, heads: layerDims(model.config, l).numHeads }, { impl: model.attentionImpl });
+    const att = o.attend?.(l, q, k, v) ?? attention(ctx, q, k, v, { batch: B, heads: layerDims(model.config, l).numHeads }, { impl: model.attentionImpl });
     o.onInput?.(`${p}self_attn.out_proj`, att.out);
     // h = x + out_proj(attn): accumulate into a copy of x (save, inspect) or into x itself.
     let h = x;
