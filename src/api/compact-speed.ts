@@ -11,6 +11,8 @@ import type { GpuContext } from '../gpu/context';
 import { ShapeError } from '../gpu/errors';
 import type { LoadedCheckpoint } from '../io/checkpoint';
 import { DecoderModel, generate } from '../model/index';
+import { perplexity } from '../model/eval';
+import type { CompactModel } from '../compact/index';
 
 export interface CompactSpeed {
   params: { dense: number; compact: number };
@@ -48,5 +50,15 @@ export async function measureCompactSpeed(ctx: GpuContext, dense: DecoderModel, 
     };
   } finally {
     compact.dispose();
+  }
+}
+
+/** Perplexity of a compact model (its own per-layer shapes on the GPU for the call only) on `ids`: the check that it computes what the zeroed one does. */
+export async function compactPerplexity(ctx: GpuContext, host: LoadedCheckpoint, cm: CompactModel, ids: Int32Array | number[], opts: { seqlen: number; windows: number; signal?: AbortSignal }): Promise<number> {
+  const model = await DecoderModel.fromCheckpoint(ctx, { ...host, config: cm.config, tensors: cm.tensors, shapes: cm.shapes });
+  try {
+    return (await perplexity(ctx, model, ids, opts)).ppl;
+  } finally {
+    model.dispose();
   }
 }

@@ -42,8 +42,9 @@ options:
   --lora-lr X       Adam learning rate of the adapters (implies --lora)
   --lora-targets T  attention (default) | all prunable layers (implies --lora)
   --blocksize N     sparsegpt: columns per lazy block (default 128)
-  --memory-budget S refuse (exit 1, before uploading) a job whose estimated peak GPU memory exceeds S,
-                    e.g. 4GiB or 512MiB, naming what would fit; also caps the automatic --batch
+  --memory-budget S peak GPU memory for the job, e.g. 4GiB or 512MiB: the job is planned to fit (layer
+                    groups per curvature pass, host copies, a smaller automatic --batch; the plan is
+                    logged); refused (exit 1, before uploading) naming what would fit when no plan does
   --eval FILE       evaluation text or .json ids: dense and pruned perplexity (ALGORITHM.md §10)
   --eval-windows N  evaluate on the first N windows only (default all)
   --eval-seqlen N   tokens per evaluation window (default max_position_embeddings)

@@ -18,6 +18,7 @@
 import { isPeerMethod, runPreparedJob, textTokenizer, type JobPlan, type JobStage } from '../api/job';
 import { mib } from '../api/memory';
 import { describePlan } from '../api/plan';
+import { compactPerplexity } from '../api/compact-speed';
 import type { ProgressEvent } from '../api/types';
 import { version } from '../../package.json';
 import { familySpec } from '../arch/registry';
@@ -27,7 +28,6 @@ import { compactModel, planCompaction, type CompactModel } from '../compact/inde
 import { checkExportRange, compactionSummary, configDType, DTYPE_MAX, exportHfFolder, findOverflow, roundTo, TOKENIZER_FILES, type ExportDType } from '../io/export';
 import { openSource } from '../io/sources';
 import { perplexity } from '../model/eval';
-import { DecoderModel } from '../model/model';
 import { PruneAbortedError, PruneConfigError } from '../surgeon/options';
 import { checkUniformHeads } from '../surgeon/uniform';
 import { describeError, readIds, UsageError } from './args';
@@ -209,12 +209,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
     const { before, after } = compact.params;
     log(`compact: ${before} → ${after} parameters (${((100 * after) / before).toFixed(2)}%), ${compact.config.layers ? 'per-layer widths (compact_layers)' : 'stock config'}`);
     if (evaluate) {
-      const cm = await DecoderModel.fromCheckpoint(ctx, { ...ckpt, config: compact.config, tensors: compact.tensors, shapes: compact.shapes });
-      try {
-        compactPpl = finitePerplexity((await perplexity(ctx, cm, evaluate.ids, { seqlen: evalSeqlen, windows: evaluate.windows, signal })).ppl, 'compact');
-      } finally {
-        cm.dispose();
-      }
+      compactPpl = finitePerplexity(await compactPerplexity(ctx, ckpt, compact, evaluate.ids, { seqlen: evalSeqlen, windows: evaluate.windows, signal }), 'compact');
       log(`compact perplexity ${compactPpl.toFixed(5)}`);
     }
     lap('compact');
