@@ -7,7 +7,8 @@
 # tok-opt/ (an OPT tokenizer: vocab.json, merges.txt, tokenizer*.json, special_tokens_map.json).
 #   bash bench/h200-authors.sh [N]      (outputs in $OUT: official_results.json, run_official.log, ours-report.json)
 # Where our time goes under the budget: AUTHORS=0 BUDGETS="none 2GiB 8GiB" SHOTS=2 runs only ours, once per
-# budget ("none": unbudgeted, all layers' factors at once), reports in $OUT/ours-report-<budget>.json.
+# budget ("none": unbudgeted, all layers' factors at once), reports in $OUT/ours-report-<budget>.json;
+# BATCHES="auto 4 6" also runs each budget at those explicit K-FAC batches (ours-report-<budget>-b<k>.json).
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 N=${1:-32}
 mkdir -p node_modules/webgpu && cp .gpu/nm/index.js .gpu/nm/package.json node_modules/webgpu/
@@ -33,11 +34,14 @@ if [ "${AUTHORS:-1}" = 1 ]; then
 fi
 SHOTS=${SHOTS:-8}
 for b in ${BUDGETS:-2GiB}; do
-  t0=$(date +%s)
-  flag=(--memory-budget "$b"); [ "$b" = none ] && flag=()
-  timeout 240 node dist-node/cli.mjs prune --model "$M" --calib /tmp/calib.txt --structure rows-cols --sparsity $(python3 -c "print(0.025*$SHOTS)") \
-    --shots "$SHOTS" --nsamples "$N" --seqlen 2048 "${flag[@]}" --out "/tmp/ours-125m-$b" 2>&1 | grep -v "curvature pass\|update L" | tail -n 12
-  echo "ours ($b): $(( $(date +%s) - t0 )) s wall"
-  cp "/tmp/ours-125m-$b/report.json" "$OUT/ours-report-$b.json" 2>/dev/null
+  for k in ${BATCHES:-auto}; do
+    t0=$(date +%s)
+    flag=(--memory-budget "$b"); [ "$b" = none ] && flag=()
+    tag=$b; [ "$k" != auto ] && { flag+=(--batch "$k"); tag=$b-b$k; }
+    timeout 240 node dist-node/cli.mjs prune --model "$M" --calib /tmp/calib.txt --structure rows-cols --sparsity $(python3 -c "print(0.025*$SHOTS)") \
+      --shots "$SHOTS" --nsamples "$N" --seqlen 2048 "${flag[@]}" --out "/tmp/ours-125m-$tag" 2>&1 | grep -v "curvature pass\|update L" | tail -n 12
+    echo "ours ($tag): $(( $(date +%s) - t0 )) s wall"
+    cp "/tmp/ours-125m-$tag/report.json" "$OUT/ours-report-$tag.json" 2>/dev/null
+  done
 done
 [ -f "$OUT/ours-report-2GiB.json" ] && cp "$OUT/ours-report-2GiB.json" "$OUT/ours-report.json"

@@ -14,11 +14,18 @@ export function arg(name: string): string | undefined {
 
 /**
  * Mean milliseconds per call of `fn`, whose dispatches are recorded back to back and synced once:
- * one warm-up (pipeline compile), then `reps` calls timed wall-clock from first record to completion.
+ * warm-up calls (pipeline compile, GPU clocks up), then `reps` calls timed wall-clock from first record to completion.
  */
-export async function timeGpu(ctx: GpuContext, fn: () => void, reps: number): Promise<number> {
-  fn();
-  await ctx.sync();
+export async function timeGpu(ctx: GpuContext, fn: () => void, reps: number, warmMs = 50): Promise<number> {
+  // Warm up for at least warmMs of GPU work, not one call: after a long CPU phase (a float64
+  // reference) the GPU has clocked down, and the first case timed after it read 2–5× slow on the
+  // H200 (matmul sweep, 2026-12-04).
+  const w0 = performance.now();
+  for (let i = 0; i < 1000; i++) {
+    fn();
+    await ctx.sync();
+    if (performance.now() - w0 >= warmMs) break;
+  }
   const t0 = performance.now();
   for (let i = 0; i < reps; i++) fn();
   await ctx.sync();

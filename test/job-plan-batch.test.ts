@@ -6,7 +6,7 @@
  * unbudgeted estimate. Host-side planning only (no GPU work).
  */
 import { describe, expect, it } from 'vitest';
-import { planJob, prepareJob } from '../src/api/job-prepare';
+import { fewestPassesBatch, planJob, prepareJob } from '../src/api/job-prepare';
 import type { HostModel } from '../src/api/job';
 import { parseModelConfig } from '../src/io/config';
 
@@ -25,11 +25,30 @@ describe('automatic K-FAC batch under a memory budget', () => {
       expect(p.estimate.peak).toBeLessThanOrEqual(budget);
       expect(p.batch).toBeGreaterThanOrEqual(1);
       expect(p.autoBatch?.batch).toBe(p.batch);
-      // the largest batch whose plan fits: one more window per forward/backward would not
-      if (p.batch < 16) {
-        const bigger = await prepareJob(host, { ...job.opts, calibration: { ...job.opts.calibration!, batch: p.batch + 1 } });
-        expect(() => planJob(bigger, H200)).toThrow(/memoryBudget/);
+      // the fewest passes per shot among the fitting batches of ≥ 8192 tokens (4 windows), ties to the
+      // largest: every other such batch either does not fit, takes more passes, or is smaller
+      const passes = async (b: number) => {
+        const j = await prepareJob(host, { ...job.opts, calibration: { ...job.opts.calibration!, batch: b } });
+        try { return planJob(j, H200).plan!.passesPerShot; } catch (e) { if (/memoryBudget/.test(String(e))) return Infinity; throw e; }
+      };
+      const mine = p.plan!.passesPerShot;
+      expect(p.batch).toBeGreaterThanOrEqual(4);
+      for (let b = 4; b <= 16; b++) {
+        const q = await passes(b);
+        if (b > p.batch) expect(q).toBeGreaterThan(mine);
+        else expect(q).toBeGreaterThanOrEqual(mine);
       }
     });
   }
+
+  it('fewestPassesBatch: fewest passes among batches of at least 8192 tokens, ties to the largest', () => {
+    // passes as measured by the planner on the 2 GiB job above: 3→3, 4→4, 6→6, 8→7, 10→12
+    const table: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 6, 8: 7, 9: 9, 10: 12 };
+    expect(fewestPassesBatch(10, 2048, (b) => table[b])).toBe(4);
+    expect(fewestPassesBatch(10, 512, (b) => table[b])).toBe(10); // 16 windows needed, top has fewer: top
+    expect(fewestPassesBatch(10, 1024, (b) => table[b])).toBe(8); // floor 8 windows: 8 → 7 passes
+    expect(fewestPassesBatch(3, 2048, (b) => table[b])).toBe(3); // top below the floor: top
+    expect(fewestPassesBatch(8, 2048, () => 1)).toBe(8); // one pass everywhere: the largest
+    expect(fewestPassesBatch(8, 2048, (b) => (b === 7 || b === 6 ? 5 : 9))).toBe(7);
+  });
 });
