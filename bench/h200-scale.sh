@@ -16,6 +16,7 @@
 #                   1350 s of it the 64 inverses of 16384²: over a 10-minute call until spdInverse is faster)
 #   llama7b-rc-16   Llama-7B, rows-cols, 130 GiB, 16 × 2048, 1 shot  (host ~92 GiB: nvidia-h200-x2; ~735 s,
 #                   676 s inverses: likewise)
+#   SHOTS=n         any preset with n shots instead
 #   *-kobd          the same job with --method kobd (no inverses): the schedule's passes and peak, not the surgeon's
 set -euo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -34,5 +35,7 @@ case "$preset" in
   *-kobd)        exec env OUT="$OUT" bash "$0" "${preset%-kobd}" --method kobd ;;
   *) echo "unknown preset $preset (see the header of bench/h200-scale.sh)" >&2; exit 2 ;;
 esac
+# SHOTS=n overrides the preset's shot count (a shorter measurement of the same job)
+if [ -n "${SHOTS:-}" ]; then for i in "${!a[@]}"; do [ "${a[$i]}" = --shots ] && a[$((i + 1))]=$SHOTS; done; fi
 free -g | head -2
 node --max-old-space-size=8192 dist-node/scale.mjs "${a[@]}" "${@:2}" --seqlen 2048 --sparsity 0.025 --out "$OUT/h200-scale-$preset.json" 2>&1 | tail -n 60

@@ -1,7 +1,8 @@
 /**
  * Memory-budgeted pruning of random-weight models of real shape (issue 13's targets), one GPU-machine call:
  *   node dist-node/scale.mjs [--shapes opt-125m,opt-1.3b] [--structures rows-cols,element]
- *        [--budgets 2GiB,8GiB] [--nsamples 128] [--seqlen 2048] [--shots 2] [--sparsity 0.025] [--method surgeon] [--out f]
+ *        [--budgets 2GiB,8GiB] [--nsamples 128] [--seqlen 2048] [--shots 2] [--sparsity 0.025] [--method surgeon]
+ *        [--batch 1|N|auto] [--out f]     (--batch: K-FAC windows per forward/backward; auto = the planner's choice)
  *   node dist-node/scale.mjs --plan-only [--nsamples 128,32] …   (no GPU: floors, plans, time estimates;
  *        bench/scale-plan.ts; --host-budget N GiB, default the job's own: half of this machine's memory)
  * Per (shape, structure): the plan prune() makes under the shape's budget, the estimated and the pool's
@@ -55,6 +56,7 @@ async function main() {
   if (arg('plan-only')) return planOnly(shapes, structures, budgets);
   const nsamples = Number(arg('nsamples') ?? 128), seqlen = Number(arg('seqlen') ?? 2048);
   const shots = Number(arg('shots') ?? 2), sparsity = Number(arg('sparsity') ?? 0.025);
+  const batch = arg('batch') === 'auto' ? 'auto' : Number(arg('batch') ?? 1);
   const runs: Array<Record<string, unknown>> = [];
   for (const [i, shape] of shapes.entries()) {
     const config = parseModelConfig(SHAPES[shape]);
@@ -71,7 +73,7 @@ async function main() {
       let seen = '';
       const { report } = await prune(model, {
         method: arg('method') ?? 'surgeon', structure, sparsity, shots, memoryBudget: budget,
-        calibration: { ids, nsamples, seqlen, batch: 1 },
+        calibration: { ids, nsamples, seqlen, batch },
         onProgress: (p) => {
           const at = p.pass ? `shot ${p.shot?.index} pass ${p.pass.index}/${p.pass.total}` : '';
           if (at && at !== seen) console.log(`  ${shape} ${structure} ${at} at ${((performance.now() - t1) / 1000).toFixed(1)} s`);
@@ -82,7 +84,7 @@ async function main() {
       const plan = report.memory.plan;
       console.log(`  ${shape} ${structure}: ${plan ? describePlan(plan) : 'no plan'}; estimate ${(report.memory.estimatedPeakBytes / 2 ** 30).toFixed(3)} GiB, measured ${(report.memory.measuredPeakBytes / 2 ** 30).toFixed(3)} GiB`);
       runs.push({
-        model: `${shape}-shape`, params, method: arg('method') ?? 'surgeon', structure, shots, budget_bytes: budget,
+        model: `${shape}-shape`, params, method: arg('method') ?? 'surgeon', structure, shots, nsamples, kfac_batch: report.calibration.batch, budget_bytes: budget,
         peak_bytes: report.memory.measuredPeakBytes, estimate_bytes: report.memory.estimatedPeakBytes,
         passes_per_shot: plan?.passesPerShot ?? null, groups: plan?.groups.length ?? null, head_chunk_rows: plan?.headChunkRows ?? null,
         host_bytes: plan?.hostBytes ?? null, split: plan?.split ?? null, streamed: plan?.streamed ?? null, offload_update: plan?.offloadUpdate ?? null,
