@@ -159,7 +159,10 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
         plan = s.plan;
         const m = plan.estimate;
         if (plan.autoBatch) {
-          log(`K-FAC batch: ${plan.autoBatch.batch} window(s) per forward/backward (the most ≤ 16 within ${mib(plan.autoBatch.budget)} or the job's own estimated peak; --batch to set)`);
+          const why = a.memoryBudget !== undefined
+            ? `the fewest curvature passes per shot within --memory-budget ${mib(a.memoryBudget)}, at least 8192 tokens where one fits`
+            : `the most ≤ 16 within ${mib(plan.autoBatch.budget)} or the job's own estimated peak`;
+          log(`K-FAC batch: ${plan.autoBatch.batch} window(s) per forward/backward (${why}; --batch to set)`);
         }
         log(`estimated peak GPU memory ${mib(m.peak)} (weights ${mib(m.weights)}; largest buffer ${mib(m.largest.bytes)}: ${m.largest.what})${a.memoryBudget ? ` within --memory-budget ${mib(a.memoryBudget)}` : ''}`);
         if (plan.plan) log(`memory plan: ${describePlan(plan.plan)}`);
