@@ -55,10 +55,11 @@ const MiB = (b: number) => (b / 2 ** 20).toFixed(2);
 describe('memory-budgeted shots', () => {
   // within: the estimate's bound over the measured peak where a replayed phase (passes, inverses) sets it, not the update's bound.
   const cases: Array<{ model: string; name: string; opts: Partial<PruneJobOptions>; settings: Partial<MemorySettings>; below: number; within?: number; streamed?: boolean }> = [
-    { model: 'tiny', name: 'rows-cols 30%, 2 shots', opts: { structure: 'rows-cols', sparsity: 0.3, shots: 2 }, settings: { structure: 'rows-cols' }, below: 0.6 },
+    // rows-cols: 0.65, since the update phase holds one layer's temporaries at a time (the unbudgeted estimate fell from 2.6 to 1.98 MiB)
+    { model: 'tiny', name: 'rows-cols 30%, 2 shots', opts: { structure: 'rows-cols', sparsity: 0.3, shots: 2 }, settings: { structure: 'rows-cols' }, below: 0.65 },
     { model: 'tiny', name: 'element 50%, 1 shot', opts: { structure: 'element', sparsity: 0.5, shots: 1, maxChunk: 64 }, settings: { structure: 'element', maxChunk: 64 }, below: 0.6, within: 1.1 },
     { model: 'tiny', name: '2:4, 1 shot', opts: { structure: '2:4', sparsity: 0.5, shots: 1, maxChunk: 64 }, settings: { structure: '2:4', maxChunk: 64 }, below: 0.6, within: 1.1 },
-    { model: 'tiny', name: 'rows-cols 20% + LoRA, 1 shot', opts: { structure: 'rows-cols', sparsity: 0.2, shots: 1, lora: { targets: 'attention', fraction: 1 } }, settings: { structure: 'rows-cols', lora: { targets: 'attention', fraction: 1 } }, below: 0.6 },
+    { model: 'tiny', name: 'rows-cols 20% + LoRA, 1 shot', opts: { structure: 'rows-cols', sparsity: 0.2, shots: 1, lora: { targets: 'attention', fraction: 1 } }, settings: { structure: 'rows-cols', lora: { targets: 'attention', fraction: 1 } }, below: 0.65 },
     { model: 'opt-micro', name: 'rows-cols 30%, 1 shot', opts: { structure: 'rows-cols', sparsity: 0.3, shots: 1 }, settings: { structure: 'rows-cols' }, below: 1.0001, within: 1.1, streamed: true },
   ];
   for (const c of cases) {
@@ -85,6 +86,8 @@ describe('memory-budgeted shots', () => {
       expect(plan.groups.length > 1 || plan.split === 'linear').toBe(true);
       expect(plan.groups.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: L }, (_, i) => i));
       expect(budget).toBeLessThan(unbudgeted * c.below);
+      // and below what the unbudgeted run actually took: it would not have fit
+      expect(budget).toBeLessThan(free.report.memory.measuredPeakBytes);
       expect(measured).toBeLessThanOrEqual(budget);
       expect(estimate).toBeGreaterThanOrEqual(measured);
       if (c.within) expect(estimate).toBeLessThanOrEqual(c.within * measured);

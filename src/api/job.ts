@@ -88,8 +88,13 @@ export interface PruneJobReport extends PruneReport {
   /** Shots taken from a checkpoint instead of being run (0: a fresh job). */
   resumedFromShot: number;
   calibration: { nsamples: number; seqlen: number; seed: number; batch: number };
-  /** Estimated (memory.ts; the peers: memory-peers.ts) and measured peak GPU bytes of the job. */
-  memory: { estimatedPeakBytes: number; measuredPeakBytes: number; estimate?: MemoryEstimate | PeerMemoryEstimate; plan?: PrunePlan };
+  /**
+   * Estimated (memory.ts; the peers: memory-peers.ts) and measured peak GPU bytes of the job. The measured
+   * peak is the pool's, so it includes `baseBytes`, what the pool already held when the job was planned
+   * (another model, a previous job's cached buffers); the estimate is the job's own and the budget check
+   * adds baseBytes to it.
+   */
+  memory: { estimatedPeakBytes: number; measuredPeakBytes: number; baseBytes: number; estimate?: MemoryEstimate | PeerMemoryEstimate; plan?: PrunePlan };
   /** SparseGPT / Wanda: zeros / entries of W alone (they never prune biases). */
   weightSparsity?: number;
 }
@@ -135,7 +140,8 @@ export async function runPruneJob(ctx: GpuContext, host: HostModel, opts: PruneJ
 export async function runPreparedJob(ctx: GpuContext, job: PreparedJob, run: JobRun = {}): Promise<PruneResult & { gpu?: DecoderModel }> {
   const { host, opts, calib, seqlen, seed } = job;
   const emit = progressEmitter(opts.onProgress);
-  const plan = planJob(job, deviceLimits(ctx), ctx.pool.bytesInUse);
+  const baseBytes = ctx.pool.bytesInUse;
+  const plan = planJob(job, deviceLimits(ctx), baseBytes);
   run.onStage?.({ stage: 'planned', plan });
   const ck = job.resolved && opts.checkpoint ? await openJobCheckpoint(job, plan.batch, emit) : undefined;
   opts.signal?.throwIfAborted();
@@ -163,7 +169,7 @@ export async function runPreparedJob(ctx: GpuContext, job: PreparedJob, run: Job
     const report: PruneJobReport = {
       ...step, densePerplexity, resumedFromShot: ck?.startShot ?? 0,
       calibration: { nsamples: calib.length, seqlen, seed, batch: plan.batch },
-      memory: { estimatedPeakBytes: plan.estimate.peak, measuredPeakBytes: ctx.pool.peakBytesInUse, estimate: plan.estimate, ...(plan.plan ? { plan: plan.plan } : {}) },
+      memory: { estimatedPeakBytes: plan.estimate.peak, measuredPeakBytes: ctx.pool.peakBytesInUse, baseBytes, estimate: plan.estimate, ...(plan.plan ? { plan: plan.plan } : {}) },
     };
     emit({ phase: 'done', fraction: 1 }, true);
     keep = !!run.keepGpu;

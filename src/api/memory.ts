@@ -272,9 +272,9 @@ export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: Devi
     const phaseProblems = Math.max(factors + P1, P1 + inv + (inv ? INVERSE_TEMPS * maxN2 : 0));
 
     // ---- update ----
-    // rows-cols: every layer's update is queued before the first solve's pivot check is awaited, so all
-    // layers' gathered blocks (selected rows/columns of W', G⁻¹, A⁻¹, the solutions, the new W') are alive
-    // together (bounded by all rows/columns selected); one solve's internal temporaries at a time.
+    // rows-cols: the layers are updated one after another (surgeon/shot.ts), so one layer's gathered
+    // blocks (selected rows/columns of W', G⁻¹, A⁻¹, the solutions, the new W') are alive at a time
+    // (bounded by all its rows/columns selected); one solve's internal temporaries at a time.
     // element (surgeon, correlated): layers and chunks run one after another; per chunk S (≤ maxChunk²),
     // its factor and solves, and per layer E, X, Y and the new W' (≤ 4 W').
     // A budgeted shot's update pass rebuilds less than this (no live factors): the same bound holds.
@@ -282,10 +282,10 @@ export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: Devi
     if (structured) {
       updTemp = method === 'surgeon' ? INVERSE_TEMPS * maxN2 : 0;
       if (method === 'surgeon') {
-        for (const L of layers) {
+        updTemp += Math.max(0, ...layers.map((L) => {
           const C1 = packedCols(L);
-          updTemp += 3 * f32(L.R * C1) + 2 * f32(L.R * L.R) + 3 * f32(C1 ** 2) + 2 * f32(Math.max(L.R, C1));
-        }
+          return 3 * f32(L.R * C1) + 2 * f32(L.R * L.R) + 3 * f32(C1 ** 2) + 2 * f32(Math.max(L.R, C1));
+        }));
       }
       updTemp += 2 * stats;
     } else {
