@@ -113,7 +113,7 @@ export async function prepareJob(host: HostModel, opts: PruneJobOptions, emit: (
 // Tokens per K-FAC forward/backward below which a larger batch is preferred over fewer passes: each
 // window then costs its own kernel launches (measured on the H200, 2026-12-04, OPT-125m shape 32 × 2048
 // under 2 GiB, 2 shots: batch 4 → 4 passes 22.5 s, 6 → 6 passes 23.0 s, 10 → 12 passes 29.2 s).
-const MIN_BATCH_TOKENS = 8192;
+export const MIN_BATCH_TOKENS = 8192;
 
 /**
  * Among the batches 1…top that fit, the one whose plan takes the fewest calibration passes per shot:

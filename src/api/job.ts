@@ -23,7 +23,7 @@ import type { PeerMemoryEstimate } from './memory-peers';
 import type { PrunePlan } from './plan';
 import type { ProgressEvent } from './types';
 
-export { idsOf, planJob, prepareJob, textTokenizer, type JobPlan, type PreparedJob } from './job-prepare';
+export { idsOf, MIN_BATCH_TOKENS, planJob, prepareJob, textTokenizer, type JobPlan, type PreparedJob } from './job-prepare';
 export { modelFingerprint } from './job-checkpoint';
 export { isPeerMethod } from './job-memory';
 

@@ -15,7 +15,7 @@
  * (SIGINT or SIGTERM; --out is left as it was).
  */
 
-import { isPeerMethod, runPreparedJob, textTokenizer, type JobPlan, type JobStage } from '../api/job';
+import { isPeerMethod, MIN_BATCH_TOKENS, runPreparedJob, textTokenizer, type JobPlan, type JobStage } from '../api/job';
 import { mib } from '../api/memory';
 import { describePlan } from '../api/plan';
 import { compactPerplexity } from '../api/compact-speed';
@@ -160,7 +160,7 @@ async function run(a: PruneArgs, signal: AbortSignal, given: GpuContext | undefi
         const m = plan.estimate;
         if (plan.autoBatch) {
           const why = a.memoryBudget !== undefined
-            ? `the fewest curvature passes per shot within --memory-budget ${mib(a.memoryBudget)}, at least 8192 tokens where one fits`
+            ? `the fewest curvature passes per shot within --memory-budget ${mib(a.memoryBudget)}, at least ${MIN_BATCH_TOKENS} tokens where one fits`
             : `the most ≤ 16 within ${mib(plan.autoBatch.budget)} or the job's own estimated peak`;
           log(`K-FAC batch: ${plan.autoBatch.batch} window(s) per forward/backward (${why}; --batch to set)`);
         }

@@ -62,8 +62,8 @@ export async function structuredUpdate(ctx: GpuContext, p: LayerProblem, rowSel:
     const [X, Y] = await Promise.all([rows, cols]);
     if (X) keep(X);
     if (Y) keep(Y);
-    // All layers' solves run concurrently (pruneModel); after an abort none queues its products, and
-    // none touches p.Wl, which the caller may already have disposed.
+    // The layers are updated one after another (surgeon/shot.ts); after an abort this layer queues no
+    // products and does not touch p.Wl, which the caller may already have disposed.
     check('during');
     const out = ctx.empty([nr, nc]);
     ctx.copy(Wl, out);
