@@ -33,7 +33,7 @@ if [ "${AUTHORS:-1}" = 1 ]; then
   echo "authors: $(( $(date +%s) - t0 )) s wall"
 fi
 SHOTS=${SHOTS:-8}
-for b in ${BUDGETS:-2GiB}; do
+for b in ${BUDGETS-2GiB}; do   # BUDGETS="" (set, empty): only build the model and the text
   for k in ${BATCHES:-auto}; do
     t0=$(date +%s)
     flag=(--memory-budget "$b"); [ "$b" = none ] && flag=()

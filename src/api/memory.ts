@@ -195,10 +195,11 @@ export function weightsOf(c: ModelConfig): { weights: number; largest: { bytes: 
   return { weights, largest };
 }
 
-/** Exact f32 bytes of some linears' factors (host copies of parked factors). */
-const exactFactorBytes = (layers: readonly PrunableLayer[]): number => {
+/** Host bytes of layers' factors parked as lower triangles (kernels/triangle.ts), one A per input. */
+const parkedFactorBytes = (layers: readonly PrunableLayer[]): number => {
+  const tri = (n: number) => 2 * n * (n + 1);
   const keys = new Set(layers.map((L) => L.inputKey));
-  return [...keys].reduce((a, k) => a + 4 * packedCols(layers.find((L) => L.inputKey === k)!) ** 2, 0) + layers.reduce((a, L) => a + 4 * L.R * L.R, 0);
+  return [...keys].reduce((a, k) => a + tri(packedCols(layers.find((L) => L.inputKey === k)!)), 0) + layers.reduce((a, L) => a + tri(L.R), 0);
 };
 
 export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: DeviceLimits): MemoryEstimate {
@@ -333,7 +334,7 @@ export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: Devi
           big(r.largest.bytes, r.largest.what);
         }
         phaseCurv = Math.max(phaseCurv, F + batchBytes);
-        if (s.split === 'linear') parked = Math.max(parked, exactFactorBytes(pl) - exactFactorBytes(pl.slice(0, 1)));
+        if (s.split === 'linear') parked = Math.max(parked, parkedFactorBytes(pl) - parkedFactorBytes(pl.slice(0, 1)));
       }
       for (const g of s.split === 'linear' ? pl.map((L) => [L]) : [pl]) {
         phaseProblems = Math.max(phaseProblems, problemsBytes(lim, g, shape));

@@ -29,6 +29,7 @@ import { blockOf, releaseSaved } from './blocks';
 import { forwardLayers, releaseLayers } from './forward';
 import { accumulateKfac, batchPacer, checkKfacInput, drawSeed, kfacAccumulators, kfacDraws, type KfacResult } from './kfac';
 import type { DecoderModel, PrunableLayer } from './model';
+import { readLowerTriangle, uploadSymmetric } from '../kernels/triangle';
 
 export interface KfacStreamOptions {
   /** Decoder layers of each pass, in the order the shot reaches them. */
@@ -109,15 +110,17 @@ export class KfacStream {
   private async park(all: Map<string, KfacResult>, layers: readonly PrunableLayer[], asked: ReadonlySet<string>): Promise<Map<string, KfacResult>> {
     const keepA = new Set(layers.filter((L) => asked.has(L.name)).map((L) => L.inputKey));
     const reads: Array<Promise<void>> = [];
-    const park = (key: string, t: Tensor) => {
+    // Factors are exactly symmetric (kfacAccumulators mirrors them): the park keeps lower triangles,
+    // packed on the GPU in place when the tensor is freed after the read (else on the host).
+    const park = (key: string, t: Tensor, freed: boolean) => {
       this.users.set(key, (this.users.get(key) ?? 0) + 1);
-      if (this.users.get(key) === 1) reads.push(t.read().then((v) => { this.parked.set(key, v); this.hold(v.byteLength); }));
+      if (this.users.get(key) === 1) reads.push(readLowerTriangle(this.ctx, t, freed).then((v) => { this.parked.set(key, v); this.hold(v.byteLength); }));
     };
     for (const L of layers) {
       if (asked.has(L.name)) continue;
       const f = all.get(L.name)!;
-      park(`A:${L.inputKey}`, f.A);
-      park(`G:${L.name}`, f.G);
+      park(`A:${L.inputKey}`, f.A, !keepA.has(L.inputKey));
+      park(`G:${L.name}`, f.G, true);
     }
     // Every read is queued before anything is freed (a freed buffer may be handed out again at once).
     const freed = new Set<Tensor>();
@@ -139,7 +142,7 @@ export class KfacStream {
       const v = this.parked.get(key);
       if (!v) throw new ShapeError(`kfac stream: the factor ${key} was already served`);
       let t = up.get(key);
-      if (!t) up.set(key, (t = this.ctx.upload(v, [n, n])));
+      if (!t) up.set(key, (t = uploadSymmetric(this.ctx, v, n)));
       const left = this.users.get(key)! - 1;
       this.users.set(key, left);
       if (left === 0) { this.parked.delete(key); this.hostBytes -= v.byteLength; }

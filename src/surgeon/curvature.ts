@@ -13,8 +13,8 @@ import { diagonal } from '../kernels/diag';
 import { gather2d, packLinear } from '../kernels/gather';
 import { nonzeroFlags } from '../kernels/obs';
 import { sumSquares } from '../kernels/reduce';
-import { symmetrizeInPlace } from '../kernels/cholesky';
 import { spdInverse } from '../kernels/spd';
+import { readLowerTriangle, uploadSymmetric } from '../kernels/triangle';
 import type { KfacResult } from '../model/kfac';
 import type { DecoderModel, PrunableLayer } from '../model/model';
 import { packedCols } from '../arch/types';
@@ -130,7 +130,7 @@ export interface HostProblem {
   liveCols: number[];
   diagG?: Float64Array;
   diagA?: Float64Array;
-  /** The inverses' lower triangles, row by row (packLower): spdInverse returns exactly symmetric matrices. */
+  /** The inverses' lower triangles, row by row (kernels/triangle.ts): spdInverse returns exactly symmetric matrices. */
   Ginv?: Float32Array;
   Ainv?: Float32Array;
 }
@@ -138,30 +138,13 @@ export interface HostProblem {
 /** Bytes a spilled problem holds in host memory. */
 export const hostProblemBytes = (h: HostProblem): number => (h.Ginv?.byteLength ?? 0) + (h.Ainv?.byteLength ?? 0) + 8 * ((h.diagG?.length ?? 0) + (h.diagA?.length ?? 0)) + 8 * (h.liveRows.length + h.liveCols.length);
 
-/** The lower triangle of a symmetric n×n matrix, row by row (n(n+1)/2 entries): half the host memory, exact. */
-export function packLower(m: Float32Array, n: number): Float32Array {
-  const out = new Float32Array((n * (n + 1)) / 2);
-  for (let i = 0, o = 0; i < n; o += i + 1, i++) out.set(m.subarray(i * n, i * n + i + 1), o);
-  return out;
-}
-
-/** Upload a packed lower triangle as the full symmetric matrix (the upper half mirrored on the GPU). */
-function uploadSymmetric(ctx: GpuContext, packed: Float32Array, n: number): Tensor {
-  const full = new Float32Array(n * n);
-  for (let i = 0, o = 0; i < n; o += i + 1, i++) full.set(packed.subarray(o, o + i + 1), i * n);
-  const t = ctx.upload(full, [n, n]);
-  symmetrizeInPlace(ctx, t);
-  return t;
-}
-
 /** Read the inverses back (all queued, then awaited) and free every GPU tensor of the problems. */
 export async function spillProblems(ctx: GpuContext, probs: LayerProblem[]): Promise<HostProblem[]> {
-  const reads = probs.map((p) => Promise.all([p.Ginv ? ctx.readF32(p.Ginv) : undefined, p.Ainv ? ctx.readF32(p.Ainv) : undefined]));
+  const reads = probs.map((p) => Promise.all([p.Ginv ? readLowerTriangle(ctx, p.Ginv, true) : undefined, p.Ainv ? readLowerTriangle(ctx, p.Ainv, true) : undefined]));
   const inv = await Promise.all(reads);
   return probs.map((p, l) => {
     disposeProblem(p);
-    const [G, A] = inv[l];
-    const Ginv = G && packLower(G, p.liveRows.length), Ainv = A && packLower(A, p.liveCols.length);
+    const [Ginv, Ainv] = inv[l];
     return { L: p.L, R: p.R, C1: p.C1, liveRows: p.liveRows, liveCols: p.liveCols, diagG: p.diagG, diagA: p.diagA, Ginv, Ainv };
   });
 }
