@@ -3,7 +3,7 @@
  * the layer-group plans (one decoder layer per pass, the smallest LM-head chunk: what dominated before
  * the streamed and per-linear schedules), and a time estimate per shot from a FLOP model of the
  * schedule by kernel class, calibrated on the H200's profile of one OPT-1.3B-shaped K-FAC pass and its
- * measured spdInverse time (CAL below). A guide for sizing GPU-machine calls, not a measurement: host
+ * measured spdInverse times (CAL, INVERSE below). A guide for sizing GPU-machine calls, not a measurement: host
  * transfers (kept activations, parked factors, offloaded weights) and small kernels are left out.
  */
 import { estimatePruneMemory, type DeviceLimits, type MemoryEstimate, type MemorySettings } from '../src/api/memory';
@@ -46,9 +46,23 @@ export function shotWork(c: ModelConfig, plan: Pick<PrunePlan, 'groups' | 'strea
 }
 
 // Calibration (H200, 2026-12-04, bench/results/raw-2026-12-04/model.json at 7c70535): one unbudgeted K-FAC
-// pass of the OPT-1.3B shape, 16 × 2048, batch 2: gram 6.96 s, matmul 5.27 s, attention 1.77 s; and
-// cholinv (spdInverse) at n = 3072: 128.8 ms (bench/results/h200-kernels.json), scaled by n³.
-const CAL = { gram: 6.96, matmul: 5.27, attention: 1.77, inverse3072: 0.1288 };
+// pass of the OPT-1.3B shape, 16 × 2048, batch 2: gram 6.96 s, matmul 5.27 s, attention 1.77 s.
+const CAL = { gram: 6.96, matmul: 5.27, attention: 1.77 };
+// spdInverse (cholinv, cond ~30) after the issue-16 rewrite, H200 2026-12-04 at 9a187e3
+// (bench/results/h200-kernels.json): [n, seconds]; log-log interpolation between, n³ beyond the last.
+const INVERSE: ReadonlyArray<[number, number]> = [[256, 0.00529], [768, 0.00726], [1024, 0.00846], [2048, 0.01437], [3072, 0.02517], [4096, 0.04072], [8192, 0.18184]];
+
+/** Seconds of one damped inverse of order n by the table above. */
+export function inverseSeconds(n: number): number {
+  const [n0, t0] = INVERSE[0];
+  if (n <= n0) return t0;
+  for (let i = 1; i < INVERSE.length; i++) {
+    const [a, ta] = INVERSE[i - 1], [b, tb] = INVERSE[i];
+    if (n <= b) return ta * Math.exp((Math.log(n / a) / Math.log(b / a)) * Math.log(tb / ta));
+  }
+  const [nl, tl] = INVERSE[INVERSE.length - 1];
+  return tl * (n / nl) ** 3;
+}
 function rates(opt13: ModelConfig): { gram: number; matmul: number; attention: number } {
   const w = shotWork(opt13, undefined, 16, 2048, 2);
   return { gram: w.gram / CAL.gram, matmul: w.matmul / CAL.matmul, attention: w.attention / CAL.attention };
@@ -57,7 +71,7 @@ function rates(opt13: ModelConfig): { gram: number; matmul: number; attention: n
 /** Seconds per shot on the H200 by the model above: the curvature passes and the inverses. */
 export function shotSeconds(c: ModelConfig, opt13: ModelConfig, plan: Pick<PrunePlan, 'groups' | 'streamed'> | undefined, nsamples: number, T: number, B: number): { curvature: number; inverses: number } {
   const w = shotWork(c, plan, nsamples, T, B), r = rates(opt13);
-  return { curvature: w.gram / r.gram + w.matmul / r.matmul + w.attention / r.attention, inverses: w.inverses.reduce((a, n) => a + CAL.inverse3072 * (n / 3072) ** 3, 0) };
+  return { curvature: w.gram / r.gram + w.matmul / r.matmul + w.attention / r.attention, inverses: w.inverses.reduce((a, n) => a + inverseSeconds(n), 0) };
 }
 
 export interface PlanRow {
