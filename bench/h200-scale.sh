@@ -5,7 +5,7 @@
 # and seconds per shot and phase, and writes $OUT/h200-scale-<preset>.json.
 #   bash bench/h200-scale.sh PRESET
 # Presets, with bench/scale-plan.ts's FLOP-model seconds per shot (--plan-only --host-budget 100GiB, 2026-12-04
-# at f363f84: the K-FAC kernels as profiled on the H200 plus the rewritten spdInverse's measured times) and,
+# at e23e45d: the K-FAC kernels as profiled on the H200 plus the rewritten spdInverse's measured times) and,
 # where run, the measured ones (bench/results/h200-scale.json): the model leaves out host transfers and small
 # kernels and read 45 s for the 1.3B structured shot measured at 122 s, so size calls at ~3× the model;
 # add ~1 min per job for model build, upload and download at 1.3B, ~3 min at 7B:
