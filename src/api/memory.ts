@@ -195,11 +195,13 @@ export function weightsOf(c: ModelConfig): { weights: number; largest: { bytes: 
   return { weights, largest };
 }
 
-/** Host bytes of layers' factors parked as lower triangles (kernels/triangle.ts), one A per input. */
+/** f32 bytes of an order-n symmetric matrix parked as its lower triangle (kernels/triangle.ts). */
+const triangleBytes = (n: number): number => 2 * n * (n + 1);
+
+/** Host bytes of layers' factors parked as lower triangles, one A per input. */
 const parkedFactorBytes = (layers: readonly PrunableLayer[]): number => {
-  const tri = (n: number) => 2 * n * (n + 1);
   const keys = new Set(layers.map((L) => L.inputKey));
-  return [...keys].reduce((a, k) => a + tri(packedCols(layers.find((L) => L.inputKey === k)!)), 0) + layers.reduce((a, L) => a + tri(L.R), 0);
+  return [...keys].reduce((a, k) => a + triangleBytes(packedCols(layers.find((L) => L.inputKey === k)!)), 0) + layers.reduce((a, L) => a + triangleBytes(L.R), 0);
 };
 
 export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: DeviceLimits): MemoryEstimate {
@@ -353,7 +355,7 @@ export function estimatePruneMemory(c: ModelConfig, s: MemorySettings, lim: Devi
   if (groups || s.split === 'linear') {
     for (const L of layers) {
       const C1 = packedCols(L);
-      if (method === 'surgeon') hostBytes += 2 * (L.R * (L.R + 1) + C1 * (C1 + 1)); // lower triangles (curvature.ts packLower)
+      if (method === 'surgeon') hostBytes += triangleBytes(L.R) + triangleBytes(C1);
       if (!structured) hostBytes += 4 * L.R * C1;
     }
   }

@@ -15,13 +15,14 @@ const UNPACK: KernelSpec = { name: 'triangle.unpack', source, entry: 'unpack', b
 /** Entries of a packed lower triangle of order n. */
 export const triangleSize = (n: number): number => (n * (n + 1)) / 2;
 
-// Row indices and tri(i) stay in u32, and one row block fits the workgroup grid's y dimension.
-const MAX_N = 46340;
+// From order 3 a single row's packed place never overlaps its full place (triangleBlocks); row indices
+// and tri(i) stay in u32, and one row block fits the workgroup grid's y dimension, up to MAX_N.
+const MIN_N = 3, MAX_N = 46340;
 
 function order(what: string, m: Tensor): number {
   const [n, n2] = m.shape;
   if (m.shape.length !== 2 || n !== n2 || m.dtype !== 'f32') throw new ShapeError(`${what}: a square f32 matrix is expected, got [${m.shape}] ${m.dtype}`);
-  if (n < 3 || n > MAX_N) throw new ShapeError(`${what}: order ${n} is outside 3…${MAX_N}`);
+  if (n < MIN_N || n > MAX_N) throw new ShapeError(`${what}: order ${n} is outside ${MIN_N}…${MAX_N}`);
   return n;
 }
 
@@ -73,7 +74,7 @@ export function packLower(m: Float32Array, n: number): Float32Array {
  */
 export async function readLowerTriangle(ctx: GpuContext, m: Tensor, consume: boolean): Promise<Float32Array> {
   const n = m.shape[0];
-  if (!consume || n < 3) return packLower(await ctx.readF32(m), n);
+  if (!consume || n < MIN_N) return packLower(await ctx.readF32(m), n);
   packLowerInPlace(ctx, m);
   return new Float32Array(await ctx.readBytes(m.buffer, 0, 4 * triangleSize(n)));
 }
@@ -81,7 +82,7 @@ export async function readLowerTriangle(ctx: GpuContext, m: Tensor, consume: boo
 /** Upload a packed lower triangle as the full symmetric n×n matrix (expanded and mirrored on the GPU). */
 export function uploadSymmetric(ctx: GpuContext, packed: Float32Array, n: number): Tensor {
   if (packed.length !== triangleSize(n)) throw new ShapeError(`uploadSymmetric: ${packed.length} entries is not a triangle of order ${n}`);
-  if (n < 3) { // below the in-place orders: expand on the host
+  if (n < MIN_N) { // below the in-place orders: expand on the host
     const full = new Float32Array(n * n);
     for (let i = 0, o = 0; i < n; o += i + 1, i++) full.set(packed.subarray(o, o + i + 1), i * n);
     const t = ctx.upload(full, [n, n]);

@@ -109,26 +109,25 @@ export class KfacStream {
   /** Keep the asked linears' factors on the GPU, read the others back into the park, free them. */
   private async park(all: Map<string, KfacResult>, layers: readonly PrunableLayer[], asked: ReadonlySet<string>): Promise<Map<string, KfacResult>> {
     const keepA = new Set(layers.filter((L) => asked.has(L.name)).map((L) => L.inputKey));
-    const reads: Array<Promise<void>> = [];
-    // Factors are exactly symmetric (kfacAccumulators mirrors them): the park keeps lower triangles,
-    // packed on the GPU in place when the tensor is freed after the read (else on the host).
-    const park = (key: string, t: Tensor, freed: boolean) => {
-      this.users.set(key, (this.users.get(key) ?? 0) + 1);
-      if (this.users.get(key) === 1) reads.push(readLowerTriangle(this.ctx, t, freed).then((v) => { this.parked.set(key, v); this.hold(v.byteLength); }));
-    };
-    for (const L of layers) {
-      if (asked.has(L.name)) continue;
-      const f = all.get(L.name)!;
-      park(`A:${L.inputKey}`, f.A, !keepA.has(L.inputKey));
-      park(`G:${L.name}`, f.G, true);
-    }
-    // Every read is queued before anything is freed (a freed buffer may be handed out again at once).
+    const parkedHere = layers.filter((L) => !asked.has(L.name));
+    // Freed once every read is queued (a freed buffer may be handed out again at once).
     const freed = new Set<Tensor>();
-    for (const L of layers) {
-      if (asked.has(L.name)) continue;
+    for (const L of parkedHere) {
       const f = all.get(L.name)!;
       if (!keepA.has(L.inputKey)) freed.add(f.A);
       freed.add(f.G);
+    }
+    const reads: Array<Promise<void>> = [];
+    // Factors are exactly symmetric (kfacAccumulators mirrors them): the park keeps lower triangles,
+    // packed on the GPU in place when the tensor is freed after the read (else on the host).
+    const park = (key: string, t: Tensor) => {
+      this.users.set(key, (this.users.get(key) ?? 0) + 1);
+      if (this.users.get(key) === 1) reads.push(readLowerTriangle(this.ctx, t, freed.has(t)).then((v) => { this.parked.set(key, v); this.hold(v.byteLength); }));
+    };
+    for (const L of parkedHere) {
+      const f = all.get(L.name)!;
+      park(`A:${L.inputKey}`, f.A);
+      park(`G:${L.name}`, f.G);
     }
     for (const t of freed) t.dispose();
     await Promise.all(reads);
